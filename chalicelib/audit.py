@@ -1,0 +1,92 @@
+"""Check one event's items against the booking invariants.
+
+The invariants hold after any interleaving of requests because each change is a
+single conditional transaction; this module re-derives them from the raw items
+so tests (and operators, on a live table) can prove it rather than assume it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from chalicelib.models import BOOKED, WAITLISTED, Event, Place
+from chalicelib.storage import TicketStore
+
+
+@dataclass(frozen=True)
+class Violation:
+    event_id: int
+    rule: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def audit_event(store: TicketStore, event_id: int) -> list[Violation]:
+    """Read every item of ``event_id`` (consistently) and list what is wrong."""
+    event, places = store.event_partition(event_id)
+    if event is None:
+        if places:
+            return [Violation(event_id, "orphan-places", f"{len(places)} places, no event")]
+        return [Violation(event_id, "event-missing", "no event item")]
+    return check_event(event, places)
+
+
+def check_event(event: Event, places: list[Place]) -> list[Violation]:
+    found: list[Violation] = []
+
+    def violation(rule: str, detail: str) -> None:
+        found.append(Violation(event.event_id, rule, detail))
+
+    booked = [p for p in places if p.status == BOOKED]
+    waiting = [p for p in places if p.status == WAITLISTED]
+    other = [p for p in places if p.status not in (BOOKED, WAITLISTED)]
+
+    if event.available_tickets + event.booked_tickets != event.total_tickets:
+        violation(
+            "tickets-conserved",
+            f"available {event.available_tickets} + booked {event.booked_tickets}"
+            f" != total {event.total_tickets}",
+        )
+    if event.available_tickets < 0 or event.booked_tickets < 0 or event.waiting_list_count < 0:
+        violation("counters-non-negative", f"counters of {event} went below zero")
+    if event.booked_tickets != len(booked):
+        violation("booked-count", f"counter {event.booked_tickets} but {len(booked)} booking items")
+    if event.waiting_list_count != len(waiting):
+        violation(
+            "waiting-count",
+            f"counter {event.waiting_list_count} but {len(waiting)} waiting items",
+        )
+    if event.available_tickets > 0 and waiting:
+        violation(
+            "no-wait-while-available",
+            f"{event.available_tickets} tickets free while {len(waiting)} people wait",
+        )
+    for place in other:
+        violation("status", f"place with unknown status {place.status!r}")
+
+    normalised = [p.email.strip().lower() for p in places]
+    duplicates = sorted({e for e in normalised if normalised.count(e) > 1})
+    if duplicates:
+        violation("one-place-per-person", f"{len(duplicates)} emails hold more than one place")
+
+    keys = [p.wait_key for p in waiting]
+    if any(k is None for k in keys):
+        violation("waiting-key", "a waiting place has no waitKey")
+    present = sorted(k for k in keys if k is not None)
+    if len(set(present)) != len(present):
+        violation("waiting-order", "two waiting places share a waitKey")
+    if present and present[-1] > event.last_wait_key:
+        violation("waiting-order", "a waitKey is newer than the event's lastWaitKey")
+    if any(p.wait_key is not None for p in booked):
+        violation("waiting-key", "a booked place still carries a waitKey")
+
+    promoted = [p.promoted_from_wait_key for p in booked if p.promoted_from_wait_key is not None]
+    if promoted and present and max(promoted) > present[0]:
+        violation(
+            "fifo-promotion",
+            "someone was promoted from the waiting list ahead of a person still waiting",
+        )
+    return found

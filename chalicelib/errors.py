@@ -1,0 +1,57 @@
+"""Domain errors: what went wrong in the booking rules, independent of HTTP.
+
+The HTTP layer (``chalicelib.http``) maps each of these to one status code; the
+domain and storage modules never import Chalice.
+"""
+
+from __future__ import annotations
+
+
+class BookingError(Exception):
+    """Base class for every error the service reports to a caller on purpose."""
+
+
+class InvalidRequest(BookingError):
+    """The request itself is malformed: a field is missing, mistyped or out of range."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class EventNotFound(BookingError):
+    def __init__(self, event_id: int) -> None:
+        self.event_id = event_id
+        super().__init__(f"event {event_id} does not exist")
+
+
+class AlreadyHoldsPlace(BookingError):
+    """The email already holds a ticket or a waiting place for the event (one place per person)."""
+
+    def __init__(self, event_id: int, status: str) -> None:
+        self.event_id = event_id
+        self.status = status
+        what = "a ticket" if status == "BOOKED" else "a place on the waiting list"
+        super().__init__(f"this email already holds {what} for event {event_id}")
+
+
+class NoPlaceHeld(BookingError):
+    """A cancellation named an email that holds neither a ticket nor a waiting place."""
+
+    def __init__(self, event_id: int) -> None:
+        self.event_id = event_id
+        super().__init__(f"this email holds no booking or waiting place for event {event_id}")
+
+
+class ServiceBusy(BookingError):
+    """DynamoDB kept refusing (conflicts, throttling, 5xx, timeouts) until retries ran out.
+
+    Nothing was half-written: every write is a single conditional request or one
+    transaction, so the caller can safely retry after ``retry_after_seconds``.
+    """
+
+    def __init__(self, reason: str, retry_after_seconds: int = 1) -> None:
+        self.reason = reason
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(f"the service is busy, retry shortly ({reason})")

@@ -1,0 +1,75 @@
+"""Plain data the domain works with; storage converts DynamoDB items to and from these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BOOKED = "BOOKED"
+WAITLISTED = "WAITLISTED"
+NONE = "NONE"
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: int
+    name: str
+    total_tickets: int
+    available_tickets: int
+    booked_tickets: int
+    waiting_list_count: int
+    #: Ordering key of the newest waiting-list entry (0 when none ever joined).
+    #: New entries must sort after it, which makes the list strictly FIFO.
+    last_wait_key: int
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "eventId": self.event_id,
+            "name": self.name,
+            "totalTickets": self.total_tickets,
+            "availableTickets": self.available_tickets,
+            "bookedTickets": self.booked_tickets,
+            "waitingListCount": self.waiting_list_count,
+            "createdAt": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class Place:
+    """One person's place in one event: a ticket (BOOKED) or a waiting-list entry.
+
+    There is at most one per (event, email), which is what stops a person from
+    holding two places.
+    """
+
+    event_id: int
+    email: str
+    status: str
+    #: Set only while WAITLISTED: the FIFO ordering key.
+    wait_key: int | None = None
+    request_key: str | None = None
+    #: Set when a cancellation promoted this person: the key they waited with,
+    #: kept so an audit can prove promotions followed the list's order.
+    promoted_from_wait_key: int | None = None
+
+
+@dataclass(frozen=True)
+class BookingOutcome:
+    status: str  # BOOKED or WAITLISTED
+    position: int | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class CancellationOutcome:
+    previous_status: str  # BOOKED or WAITLISTED
+    promoted_waiting_person: bool
+
+
+@dataclass(frozen=True)
+class Standing:
+    event_id: int
+    email: str
+    status: str  # BOOKED, WAITLISTED or NONE
+    position: int | None = None

@@ -1,0 +1,155 @@
+"""Shared fixtures.
+
+Two backends run the same scenarios: moto (fast, single-threaded only: it is not
+thread-safe) and a real DynamoDB Local started once per session on a free port,
+in memory. Every test gets its own table, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib.storage import (
+    ENDPOINT_URL_ENV,
+    TABLE_NAME_ENV,
+    TicketStore,
+    create_table_if_missing,
+    forget_stores,
+    make_client,
+)
+from devtools.dynamodb_local import LOCAL_CREDENTIALS, DynamoDBLocal
+
+ROOT = Path(__file__).resolve().parent.parent
+_table_numbers = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Throwaway credentials, and no endpoint override that would bypass moto."""
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", ENDPOINT_URL_ENV):
+            monkeypatch.delenv(name)
+    for name, value in LOCAL_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    forget_stores()
+    yield
+    forget_stores()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    with DynamoDBLocal() as server:
+        yield server
+
+
+def unique_table_name() -> str:
+    return f"tickets-{os.getpid()}-{next(_table_numbers)}"
+
+
+@pytest.fixture
+def moto_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[TicketStore]:
+    with mock_aws():
+        table = unique_table_name()
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table_if_missing(client, table)
+        monkeypatch.setenv(TABLE_NAME_ENV, table)
+        yield TicketStore(make_client(), table)
+
+
+@pytest.fixture
+def local_store(
+    dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TicketStore]:
+    table = unique_table_name()
+    client = make_client(dynamodb_local.endpoint_url)
+    create_table_if_missing(client, table)
+    monkeypatch.setenv(TABLE_NAME_ENV, table)
+    monkeypatch.setenv(ENDPOINT_URL_ENV, dynamodb_local.endpoint_url)
+    yield TicketStore(client, table)
+    client.delete_table(TableName=table)
+
+
+@pytest.fixture(params=["moto", "dynamodb_local"])
+def store(request: pytest.FixtureRequest) -> TicketStore:
+    """The same scenario on moto and on DynamoDB Local."""
+    fixture = "moto_store" if request.param == "moto" else "local_store"
+    return request.getfixturevalue(fixture)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class Api:
+    """A thin JSON wrapper over Chalice's (single-threaded) test client."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+        raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        response = self.client.http.post(
+            path,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            body=raw,
+        )
+        return _reply(response)
+
+    def get(self, path: str) -> Reply:
+        return _reply(self.client.http.get(path))
+
+    def create_event(self, total: int, name: str = "Tech Conference 2025") -> int:
+        reply = self.post("/initialize", {"name": name, "totalTickets": total})
+        assert reply.status == 201, reply
+        return reply.body["eventId"]
+
+    def book(self, event_id: Any, email: str, **headers: str) -> Reply:
+        return self.post("/book", {"eventId": event_id, "userEmail": email}, headers)
+
+    def cancel(self, event_id: Any, email: str) -> Reply:
+        return self.post("/cancel", {"eventId": event_id, "userEmail": email})
+
+    def status_of(self, event_id: Any) -> dict[str, Any]:
+        reply = self.get(f"/status/{event_id}")
+        assert reply.status == 200, reply
+        return reply.body
+
+    def standing(self, event_id: Any, email: str) -> Reply:
+        return self.get(f"/events/{event_id}/standing?userEmail={quote(email)}")
+
+
+def _reply(response: Any) -> Reply:
+    body = json.loads(response.body) if response.body else None
+    return Reply(response.status_code, body, dict(response.headers))
+
+
+@pytest.fixture
+def api(store: TicketStore) -> Iterator[Api]:
+    from app import app
+
+    with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
+        yield Api(client)
+
+
+@pytest.fixture
+def moto_api(moto_store: TicketStore) -> Iterator[Api]:
+    from app import app
+
+    with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
+        yield Api(client)
