@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Walk through every endpoint against a running service and check each answer.
+
+    BASE_URL=http://127.0.0.1:8000 python3 scripts/smoke_test.py
+    BASE_URL=https://abc123.execute-api.eu-west-1.amazonaws.com/api python3 scripts/smoke_test.py
+
+Standard library only, so it runs anywhere Python 3.11 does. It creates one new
+event with two tickets on every run (events cannot be deleted through the API),
+books it out, fills the waiting list, cancels to promote, and reads it back.
+Exit status 0 when every step answered as documented; each step is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+
+class SmokeFailure(Exception):
+    pass
+
+
+class Service:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+def expect(step: str, answer: tuple[int, Any], http_status: int, /, **fields: Any) -> Any:
+    code, body = answer
+    wrong = {k: body.get(k) for k, v in fields.items() if body.get(k) != v}
+    ok = code == http_status and not wrong
+    print(f"{'ok ' if ok else 'FAIL'} {step}: {code} {json.dumps(body)}")
+    if not ok:
+        raise SmokeFailure(f"{step}: expected {http_status} {fields}, got {code} {body}")
+    return body
+
+
+def walk_through(service: Service) -> None:
+    name = f"Smoke test {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    created = expect(
+        "create an event with 2 tickets",
+        service.call("POST", "/initialize", {"name": name, "totalTickets": 2}),
+        201,
+        name=name,
+        totalTickets=2,
+        availableTickets=2,
+    )
+    event_id = created["eventId"]
+
+    def book(email: str) -> tuple[int, Any]:
+        return service.call("POST", "/book", {"eventId": event_id, "userEmail": email})
+
+    def cancel(email: str) -> tuple[int, Any]:
+        return service.call("POST", "/cancel", {"eventId": event_id, "userEmail": email})
+
+    def standing(email: str) -> tuple[int, Any]:
+        return service.call("GET", f"/events/{event_id}/standing?userEmail={quote(email)}")
+
+    expect("ann books", book("ann@example.com"), 201, status="BOOKED")
+    expect("bob books the last ticket", book("bob@example.com"), 201, status="BOOKED")
+    expect("cat is waitlisted first", book("cat@example.com"), 202, status="WAITLISTED", position=1)
+    expect("dan is waitlisted second", book("dan@example.com"), 202, position=2)
+    expect("ANN again (any case) is refused", book(" ANN@example.com "), 409, Code="ConflictError")
+    expect("cat's standing", standing("cat@example.com"), 200, status="WAITLISTED", position=1)
+    expect(
+        "ann cancels: her ticket goes to cat",
+        cancel("ann@example.com"),
+        200,
+        previousStatus="BOOKED",
+        ticketPassedToWaitingList=True,
+    )
+    expect("cat now holds a ticket", standing("cat@example.com"), 200, status="BOOKED")
+    expect("dan moved up", standing("dan@example.com"), 200, status="WAITLISTED", position=1)
+    expect("ann holds nothing", standing("ann@example.com"), 200, status="NONE")
+    expect(
+        "status after the promotion",
+        service.call("GET", f"/status/{event_id}"),
+        200,
+        eventId=event_id,
+        totalTickets=2,
+        availableTickets=0,
+        bookedTickets=2,
+        waitingListCount=1,
+    )
+    expect(
+        "dan leaves the waiting list", cancel("dan@example.com"), 200, previousStatus="WAITLISTED"
+    )
+    expect("ann cannot cancel twice", cancel("ann@example.com"), 404, Code="NotFoundError")
+    expect(
+        "bob cancels: nobody waits, the ticket returns",
+        cancel("bob@example.com"),
+        200,
+        ticketPassedToWaitingList=False,
+    )
+    expect(
+        "GET /events/{id} agrees",
+        service.call("GET", f"/events/{event_id}"),
+        200,
+        availableTickets=1,
+        bookedTickets=1,
+        waitingListCount=0,
+    )
+    listed = expect("GET /events lists it first", service.call("GET", "/events?limit=5"), 200)
+    if not listed["events"] or listed["events"][0]["eventId"] != event_id:
+        raise SmokeFailure(f"newest event is not {event_id}: {listed}")
+    expect("an unknown event is 404", service.call("GET", "/status/999999999999"), 404)
+    expect(
+        "bad input is 400",
+        service.call("POST", "/initialize", {"name": "x", "totalTickets": "5"}),
+        400,
+        Code="BadRequestError",
+    )
+
+
+def main() -> int:
+    base_url = os.environ.get("BASE_URL", "http://127.0.0.1:8000")
+    print(f"smoke test against {base_url}")
+    try:
+        walk_through(Service(base_url))
+    except SmokeFailure as failure:
+        print(f"smoke test FAILED: {failure}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as error:
+        print(f"smoke test could not reach {base_url}: {error}", file=sys.stderr)
+        return 2
+    print("smoke test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
