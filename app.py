@@ -7,9 +7,10 @@ Each route parses and validates the request, calls one domain function in
 
 from __future__ import annotations
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
+from chalice.app import CloudWatchEvent
 
-from chalicelib import booking, validation
+from chalicelib import audit, booking, validation
 from chalicelib.http import RequestObserver
 from chalicelib.models import BOOKED
 from chalicelib.storage import ticket_store
@@ -121,3 +122,9 @@ def standing(eventId: str) -> Response:  # noqa: N803
         },
         status_code=200,
     )
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS))
+def audit_invariants(event: CloudWatchEvent) -> dict:
+    """Hourly in AWS: check every event's invariants; violations are logged as ERROR lines."""
+    return audit.run_scheduled_audit(ticket_store()).to_json()

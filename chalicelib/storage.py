@@ -35,7 +35,6 @@ touches. Each transaction carries a ``ClientRequestToken`` so the retries in
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -252,6 +251,24 @@ class TicketStore:
         ids = ids[:limit]
         found = {event.event_id: event for event in self._batch_get_events(ids)}
         return [found[i] for i in ids if i in found], has_more
+
+    def event_ids(self) -> Iterator[int]:
+        """Every event id, oldest first (all pages of ``EventsByNewest``): for audits."""
+        start: dict[str, Any] | None = None
+        while True:
+            params: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": EVENTS_BY_NEWEST_INDEX,
+                "KeyConditionExpression": "GSI1PK = :p",
+                "ExpressionAttributeValues": {":p": {"S": EVENT_LIST_PARTITION}},
+            }
+            if start:
+                params["ExclusiveStartKey"] = start
+            response = self.retry.run("Query", partial(self.client.query, **params))
+            yield from (int(item["GSI1SK"]["N"]) for item in response["Items"])
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
 
     def _batch_get_events(self, ids: list[int]) -> list[Event]:
         if not ids:
@@ -570,7 +587,6 @@ def _error_code(error: ClientError) -> str:
 # -- construction ---------------------------------------------------------------------
 
 _stores: dict[tuple[str, str | None], TicketStore] = {}
-_stores_lock = threading.Lock()
 
 
 def make_client(endpoint_url: str | None = None) -> Any:
@@ -603,28 +619,12 @@ def ticket_store() -> TicketStore:
     key = (table_name, endpoint_url)
     store = _stores.get(key)
     if store is None:
-        with _stores_lock:
-            store = _stores.get(key)
-            if store is None:
-                store = _stores[key] = TicketStore(make_client(endpoint_url), table_name)
+        # Lambda runs one request at a time per instance; if threads (chalice
+        # local) race here, both stores work and setdefault keeps the first.
+        store = _stores.setdefault(key, TicketStore(make_client(endpoint_url), table_name))
     return store
 
 
 def forget_stores() -> None:
     """Drop cached clients (tests switch between moto and DynamoDB Local)."""
-    with _stores_lock:
-        _stores.clear()
-
-
-def create_table_if_missing(client: Any, table_name: str) -> bool:
-    """Create the table with ``TABLE_DEFINITION``; True if it was created now."""
-    try:
-        client.create_table(TableName=table_name, **TABLE_DEFINITION)
-    except ClientError as error:
-        if _error_code(error) != "ResourceInUseException":
-            raise
-        return False
-    client.get_waiter("table_exists").wait(
-        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-    )
-    return True
+    _stores.clear()

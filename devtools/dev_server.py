@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chalicelib.storage import ENDPOINT_URL_ENV, TABLE_NAME_ENV, create_table_if_missing
+from chalicelib.storage import ENDPOINT_URL_ENV, TABLE_NAME_ENV
 from devtools.dynamodb_local import (
     LOCAL_CREDENTIALS,
     ROOT,
@@ -22,6 +22,7 @@ from devtools.dynamodb_local import (
     DynamoDBLocalError,
     local_client,
 )
+from devtools.tables import create_table_if_missing
 
 API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000

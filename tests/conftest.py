@@ -25,11 +25,11 @@ from chalicelib.storage import (
     ENDPOINT_URL_ENV,
     TABLE_NAME_ENV,
     TicketStore,
-    create_table_if_missing,
     forget_stores,
     make_client,
 )
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, DynamoDBLocal
+from devtools.tables import create_table_if_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 _table_numbers = itertools.count(1)
@@ -149,6 +149,14 @@ def api(store: TicketStore) -> Iterator[Api]:
 
 @pytest.fixture
 def moto_api(moto_store: TicketStore) -> Iterator[Api]:
+    from app import app
+
+    with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
+        yield Api(client)
+
+
+@pytest.fixture
+def local_api(local_store: TicketStore) -> Iterator[Api]:
     from app import app
 
     with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
