@@ -5,15 +5,26 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: dev test install lint format clean-data check-java
+.PHONY: dev test install lint format clean-data check-java package audit smoke bench
 
 dev: install check-java
 	$(BIN)/python -m devtools.dev_server
 
-test: install check-java
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: install check-java lint package
 	$(BIN)/python -m pytest
+
+# The prod CloudFormation template + zip in build/package, validated by cfn-lint.
+package: install
+	$(BIN)/python -m devtools.package build/package
+
+# Invariant audit of make dev's table (run while make dev is up); EVENT=3 for one event.
+audit: install
+	$(BIN)/python -m devtools.audit $(if $(EVENT),--event $(EVENT))
+
+# The curl-level walk-through against a running service: make smoke BASE_URL=https://...
+BASE_URL ?= http://127.0.0.1:8000
+smoke:
+	BASE_URL=$(BASE_URL) $(PYTHON) scripts/smoke_test.py
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -45,3 +56,6 @@ format: install
 
 clean-data:
 	rm -rf .dynamodb
+
+clean:
+	rm -rf build bench-results .chalice/deployments
