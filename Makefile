@@ -21,6 +21,11 @@ package: install
 audit: install
 	$(BIN)/python -m devtools.audit $(if $(EVENT),--event $(EVENT))
 
+# Flash-sale benchmark on DynamoDB Local (not part of make test); results in bench-results/.
+BENCH_ARGS ?=
+bench: install check-java
+	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
+
 # The curl-level walk-through against a running service: make smoke BASE_URL=https://...
 BASE_URL ?= http://127.0.0.1:8000
 smoke:

@@ -10,6 +10,7 @@ decides again from the item values DynamoDB returned with the failure.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 from chalicelib.errors import AlreadyHoldsPlace, EventNotFound, NoPlaceHeld, ServiceBusy
 from chalicelib.models import (
@@ -28,6 +29,42 @@ from chalicelib.storage import ConditionFailed, TicketStore, now_iso
 #: with 503. Each round is one transaction; losing means another request changed
 #: the same event in between, so this bounds work under extreme contention.
 MAX_DECISION_ROUNDS = 25
+
+#: How many people from the front of the waiting list a cancellation reads at
+#: once. Concurrent cancellations race for the same head; a loser moves on to
+#: the next person it already read instead of reading the list again.
+HEAD_WINDOW = 10
+
+
+class SoldOutHints:
+    """The events this instance last saw sold out (per table), to skip a doomed booking attempt.
+
+    Only a guess about which conditional write to try first: a booking for an
+    event seen sold out goes straight to the waiting list, saving one DynamoDB
+    request. If tickets came back meanwhile, the join's condition fails,
+    DynamoDB returns the event, and the ticket is booked instead. Correctness
+    never depends on it; bounded so a long-lived instance cannot grow it forever.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._events: OrderedDict[tuple[str, int], Event] = OrderedDict()
+
+    def get(self, table: str, event_id: int) -> Event | None:
+        return self._events.get((table, event_id))
+
+    def remember(self, table: str, event: Event) -> None:
+        key = (table, event.event_id)
+        if event.available_tickets > 0:
+            self._events.pop(key, None)
+            return
+        self._events[key] = event
+        self._events.move_to_end(key)
+        while len(self._events) > self.capacity:
+            self._events.popitem(last=False)
+
+
+sold_out_hints = SoldOutHints()
 
 
 def create_event(store: TicketStore, name: str, total_tickets: int) -> Event:
@@ -69,7 +106,9 @@ def book_ticket(
     safe: if the first attempt was applied but its answer was lost, the retry
     finds the place it created and reports it instead of a 409.
     """
-    known: Event | None = None  # the event as the last failed condition saw it
+    # The event as last seen: from this instance's hint, then from each failed
+    # condition (DynamoDB returns the item). None means "try to book".
+    known = sold_out_hints.get(store.table_name, event_id)
     for _ in range(MAX_DECISION_ROUNDS):
         try:
             if known is None or known.available_tickets > 0:
@@ -87,22 +126,24 @@ def book_ticket(
             known = failure.event()
             if known is None:
                 raise EventNotFound(event_id) from None
+            sold_out_hints.remember(store.table_name, known)
     raise ServiceBusy("booking kept losing races for the same event")
 
 
 def cancel_booking(store: TicketStore, event_id: int, email: str) -> CancellationOutcome:
     """Give up a ticket (it goes to the head of the waiting list, else back to the pool)
     or a waiting place (everyone behind moves up)."""
-    for _ in range(MAX_DECISION_ROUNDS):
-        head = store.waitlist_head(event_id)
+    for decision_round in range(1, MAX_DECISION_ROUNDS + 1):
+        heads = store.waitlist_heads(event_id, HEAD_WINDOW)
+        own = next((head for head in heads if head.email == email), None)
         try:
-            if head is not None and head.email == email:
-                return _leave_waitlist(store, event_id, head)
-            if head is None:
+            if own is not None:
+                return _leave_waitlist(store, event_id, own)
+            if not heads:
                 store.cancel_and_release(event_id, email)
-            else:
-                store.cancel_and_promote(event_id, email, head)
-            return CancellationOutcome(BOOKED, promoted_waiting_person=head is not None)
+                return CancellationOutcome(BOOKED, promoted_waiting_person=False)
+            if _cancel_and_promote_first_waiting(store, event_id, email, heads):
+                return CancellationOutcome(BOOKED, promoted_waiting_person=True)
         except ConditionFailed as failure:
             if failure.failed("person"):
                 place = failure.place()
@@ -115,8 +156,33 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
                         return _leave_waitlist(store, event_id, place)
                     except ConditionFailed:
                         continue  # promoted meanwhile: decide again
-            # Otherwise the head moved or someone joined the list: decide again.
+            # Otherwise someone joined the list meanwhile: decide again.
+        # Every head we read was taken by concurrent cancellations: back off a
+        # little (jittered) so the racers spread out, then read the list again.
+        store.retry.sleep(store.retry.delay(min(decision_round, 4)))
     raise ServiceBusy("cancellation kept losing races for the same event")
+
+
+def _cancel_and_promote_first_waiting(
+    store: TicketStore, event_id: int, email: str, heads: list[Place]
+) -> bool:
+    """Promote the first of ``heads`` still waiting; False if none of them is.
+
+    Moving on to ``heads[i + 1]`` is FIFO-safe only because the failed attempt
+    on ``heads[i]`` showed it no longer waits (promoted or gone): nobody can
+    rejoin ahead of ``heads[i + 1]``, since new entries always get newer keys.
+    """
+    for head in heads:
+        try:
+            store.cancel_and_promote(event_id, email, head)
+            return True
+        except ConditionFailed as failure:
+            if not failure.failed("head") or failure.failed("person"):
+                raise
+            now = failure.place("head")
+            if now is not None and now.status == WAITLISTED:
+                raise  # still waiting, yet the condition failed: decide again from a fresh read
+    return False
 
 
 def get_standing(store: TicketStore, event_id: int, email: str) -> Standing:

@@ -48,7 +48,9 @@ def get_logger() -> logging.Logger:
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
         logger.propagate = False
-    logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    if logging.getLevelName(logger.level) != level:  # setLevel clears logging's caches
+        logger.setLevel(level)
     return logger
 
 

@@ -294,21 +294,23 @@ class TicketStore:
         item = self._get(person_key(event_id, email))
         return place_from_item(item) if item else None
 
-    def waitlist_head(self, event_id: int) -> Place | None:
-        """The first person on the waiting list (strongly consistent), or None."""
+    def waitlist_heads(self, event_id: int, limit: int) -> list[Place]:
+        """The first ``limit`` people on the waiting list, in order (strongly consistent)."""
         response = self.retry.run(
             "Query",
-            lambda: self.client.query(
+            partial(
+                self.client.query,
                 TableName=self.table_name,
                 IndexName=WAITING_LIST_INDEX,
                 KeyConditionExpression="PK = :pk",
                 ExpressionAttributeValues={":pk": {"S": f"EVENT#{event_id}"}},
                 ConsistentRead=True,
-                Limit=1,
+                Limit=limit,
             ),
         )
-        items = response["Items"]
-        return place_from_item({**items[0], "status": {"S": WAITLISTED}}) if items else None
+        return [
+            place_from_item({**item, "status": {"S": WAITLISTED}}) for item in response["Items"]
+        ]
 
     def count_waiting_up_to(self, event_id: int, wait_key: int) -> int:
         """How many people wait with a key <= ``wait_key``: that entry's 1-based position."""

@@ -1,0 +1,119 @@
+"""DynamoDB requests per operation stay at the floor the design allows.
+
+The floor (see docs/data-model.md): a booking is one transaction; joining the
+waiting list is one transaction plus the count that gives the position;
+a cancellation reads the head of the waiting list and commits one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib import booking
+from chalicelib.audit import audit_event
+from chalicelib.storage import TicketStore, ticket_store
+from tests.conftest import Api
+
+
+@pytest.fixture
+def requests_made(store: TicketStore) -> Iterator[Counter[str]]:
+    counter: Counter[str] = Counter()
+
+    def count(model: object, **_: object) -> None:
+        counter[model.name] += 1  # type: ignore[attr-defined]
+
+    ticket_store().client.meta.events.register("before-call.dynamodb.*", count)
+    yield counter
+
+
+def measured(counter: Counter[str], call: object) -> dict[str, int]:
+    counter.clear()
+    assert callable(call)
+    call()
+    return dict(counter)
+
+
+def test_each_operation_makes_the_fewest_requests_the_design_allows(
+    api: Api, requests_made: Counter[str]
+) -> None:
+    event_id = api.create_event(2)
+
+    assert measured(requests_made, lambda: api.book(event_id, "a@example.com")) == {
+        "TransactWriteItems": 1
+    }
+    api.book(event_id, "b@example.com")
+    # The first sold-out answer is learnt from the failed booking's condition...
+    assert measured(requests_made, lambda: api.book(event_id, "c@example.com")) == {
+        "TransactWriteItems": 2,
+        "Query": 1,
+    }
+    # ...after which this instance goes straight to the waiting list.
+    assert measured(requests_made, lambda: api.book(event_id, "d@example.com")) == {
+        "TransactWriteItems": 1,
+        "Query": 1,
+    }
+    assert measured(requests_made, lambda: api.cancel(event_id, "a@example.com")) == {
+        "Query": 1,
+        "TransactWriteItems": 1,
+    }
+    assert measured(requests_made, lambda: api.cancel(event_id, "d@example.com")) == {
+        "Query": 1,
+        "TransactWriteItems": 1,
+    }
+    assert measured(requests_made, lambda: api.cancel(event_id, "b@example.com")) == {
+        "Query": 1,
+        "TransactWriteItems": 1,
+    }
+    assert api.status_of(event_id)["availableTickets"] == 1
+
+
+def test_a_stale_sold_out_hint_still_books_a_freed_ticket(api: Api) -> None:
+    event_id = api.create_event(1)
+    api.book(event_id, "a@example.com")
+    assert api.book(event_id, "b@example.com").status == 202  # this instance saw it sold out
+    api.cancel(event_id, "b@example.com")
+    api.cancel(event_id, "a@example.com")  # the ticket returns to the pool
+
+    reply = api.book(event_id, "c@example.com")
+
+    assert reply.status == 201
+    assert reply.body["status"] == "BOOKED"
+    status = api.status_of(event_id)
+    assert (status["availableTickets"], status["waitingListCount"]) == (0, 0)
+
+
+def test_a_cancellation_that_loses_the_head_promotes_the_next_in_line(
+    api: Api, requests_made: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event_id = api.create_event(2)
+    for email in ("a@example.com", "b@example.com", "w1@example.com", "w2@example.com"):
+        api.book(event_id, email)
+    api.book(event_id, "w3@example.com")
+    store = ticket_store()
+    read_heads = store.waitlist_heads
+
+    def heads_then_a_rival_cancels(event: int, limit: int) -> list:
+        heads = read_heads(event, limit)
+        monkeypatch.setattr(store, "waitlist_heads", read_heads)
+        booking.cancel_booking(store, event, "b@example.com")  # promotes w1 meanwhile
+        requests_made.clear()
+        return heads  # now stale: w1 is no longer waiting
+
+    monkeypatch.setattr(store, "waitlist_heads", heads_then_a_rival_cancels)
+    reply = api.cancel(event_id, "a@example.com")
+
+    assert reply.status == 200 and reply.body["ticketPassedToWaitingList"] is True
+    # One failed attempt on w1, then w2 from the list already read: no new query.
+    assert dict(requests_made) == {"TransactWriteItems": 2}
+    assert api.standing(event_id, "w1@example.com").body["status"] == "BOOKED"
+    assert api.standing(event_id, "w2@example.com").body["status"] == "BOOKED"
+    assert api.standing(event_id, "w3@example.com").body == {
+        "eventId": event_id,
+        "userEmail": "w3@example.com",
+        "status": "WAITLISTED",
+        "position": 1,
+    }
+    assert audit_event(store, event_id) == []
