@@ -47,11 +47,21 @@ class NoPlaceHeld(BookingError):
 class ServiceBusy(BookingError):
     """DynamoDB kept refusing (conflicts, throttling, 5xx, timeouts) until retries ran out.
 
-    Nothing was half-written: every write is a single conditional request or one
-    transaction, so the caller can safely retry after ``retry_after_seconds``.
+    Nothing is ever half-written: every write is a single conditional request or
+    one transaction. Whether it was *wholly* written is unknown only if an attempt
+    timed out or met a 5xx (``maybe_applied``): DynamoDB may have applied it.
+    Either way the caller can safely retry after ``retry_after_seconds``.
     """
 
-    def __init__(self, reason: str, retry_after_seconds: int = 1) -> None:
+    def __init__(
+        self, reason: str, retry_after_seconds: int = 1, maybe_applied: bool = False
+    ) -> None:
         self.reason = reason
         self.retry_after_seconds = retry_after_seconds
-        super().__init__(f"the service is busy, retry shortly ({reason})")
+        self.maybe_applied = maybe_applied
+        outcome = (
+            "the request may have been applied; retrying it is safe"
+            if maybe_applied
+            else "nothing was changed"
+        )
+        super().__init__(f"the service is busy, retry shortly ({reason}; {outcome})")

@@ -68,6 +68,19 @@ def is_transient(error: Exception) -> bool:
     return status >= 500
 
 
+def is_ambiguous(error: Exception) -> bool:
+    """True when the failed request may nevertheless have been applied.
+
+    A refusal (throttling, conflict: HTTP 400) is definite; a timeout, a dropped
+    connection or a 5xx leaves the outcome unknown.
+    """
+    if isinstance(error, (ConnectionError, HTTPClientError)):
+        return True
+    if isinstance(error, ClientError):
+        return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    return False
+
+
 @dataclass
 class RetryPolicy:
     """Exponential back-off with full jitter, bounded in attempts and total sleep."""
@@ -84,14 +97,18 @@ class RetryPolicy:
 
     def run(self, operation: str, call: Callable[[], T]) -> T:
         """Run ``call``; retry it while it fails transiently; raise ``ServiceBusy`` when spent."""
+        maybe_applied = False
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return call()
             except Exception as error:
                 if not is_transient(error):
                     raise
+                maybe_applied = maybe_applied or is_ambiguous(error)
                 if attempt == self.max_attempts:
-                    raise ServiceBusy(f"{operation}: {_describe(error)}") from error
+                    raise ServiceBusy(
+                        f"{operation}: {_describe(error)}", maybe_applied=maybe_applied
+                    ) from error
                 self.sleep(self.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 

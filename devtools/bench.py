@@ -124,19 +124,25 @@ class _LambdaContext:
 class LambdaInstance:
     """One worker process: the real app, invoked with the events API Gateway sends."""
 
-    def __init__(self, meter: CallMeter) -> None:
+    def __init__(self, meter: CallMeter | None = None) -> None:
         from app import app  # imported here: the environment is set first
         from chalicelib.storage import ticket_store
 
         self.app = app
-        meter.attach(ticket_store().client)
+        if meter is not None:
+            meter.attach(ticket_store().client)
 
-    def invoke(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    def invoke(
+        self, method: str, path: str, body: Any, idempotency_key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         event = {
             "resource": path,
             "path": path,
             "httpMethod": method,
-            "headers": {"content-type": "application/json"},
+            "headers": {
+                "content-type": "application/json",
+                **({"idempotency-key": idempotency_key} if idempotency_key else {}),
+            },
             "multiValueHeaders": {},
             "queryStringParameters": None,
             "multiValueQueryStringParameters": None,

@@ -145,6 +145,40 @@ def test_exhausted_retries_answer_503_with_retry_after_and_write_nothing(
     assert table_snapshot(store) == before
 
 
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("throttling", "nothing was changed"), (APPLIED_THEN_LOST, "may have been applied")],
+)
+def test_503_says_whether_the_request_may_have_been_applied(
+    api: Api, kind: str, message: str
+) -> None:
+    event_id = api.create_event(1)
+    FaultInjector.always("TransactWriteItems", kind).attach(ticket_store().client)
+
+    reply = api.book(event_id, "late@example.com", **{"Idempotency-Key": "k-1"})
+
+    assert reply.status == 503
+    assert message in reply.body["Message"]
+
+
+def test_a_booking_applied_behind_a_503_is_replayed_by_the_clients_retry(api: Api) -> None:
+    event_id = api.create_event(1)
+    faults = FaultInjector.always("TransactWriteItems", APPLIED_THEN_LOST)
+    faults.attach(ticket_store().client)
+    assert api.book(event_id, "late@example.com", **{"Idempotency-Key": "k-1"}).status == 503
+    faults.choose = lambda operation, params: None  # DynamoDB recovers
+
+    reply = api.book(event_id, "late@example.com", **{"Idempotency-Key": "k-1"})
+
+    assert (reply.status, reply.body["status"], reply.body["idempotentReplay"]) == (
+        201,
+        "BOOKED",
+        True,
+    )
+    status = api.status_of(event_id)
+    assert (status["bookedTickets"], status["availableTickets"]) == (1, 0)
+
+
 def test_reads_are_retried_too(api: Api) -> None:
     event_id = api.create_event(1)
     faults = FaultInjector.scripted("GetItem", ["throughput", "internal"]).attach(

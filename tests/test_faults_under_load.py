@@ -1,0 +1,247 @@
+"""Many Lambda instances, many clients, 10-20 % of DynamoDB calls faulted: nothing breaks.
+
+Eight worker processes (each one "Lambda instance" with its own boto3 client and
+its own fault injector) serve a few thousand book / cancel requests from a few
+hundred emails against three small events on DynamoDB Local. About 15 % of
+DynamoDB calls fail the way real DynamoDB fails: transaction conflicts,
+throttling, 5xx, and writes that are applied while the caller sees a timeout.
+Clients behave like real ones: they retry on 503 and on a lost response (with
+the same ``Idempotency-Key`` for a booking), and each email is used by one
+client at a time, which remembers what it was told.
+
+Afterwards, reading the table: the audit is clean; everyone told "booked" who
+did not cancel holds a ticket; nobody holds a ticket they were not told about
+unless they were promoted from the waiting list; promotions went in
+waiting-list order (the audit's ``fifo-promotion`` rule).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from chalicelib.audit import audit_event
+from chalicelib.models import BOOKED, NONE, WAITLISTED
+from chalicelib.storage import TicketStore
+from devtools.dynamodb_local import LOCAL_CREDENTIALS
+
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]
+
+WORKERS = 8
+REQUESTS_PER_WORKER = 300  # book / cancel requests, before client retries
+EMAILS_PER_WORKER = 30  # 240 people in all
+CAPACITIES = (3, 8, 15)
+#: Per DynamoDB call: 15 % in all. "applied_then_lost" is the ambiguous one.
+FAULT_RATES = {
+    "conflict": 0.03,
+    "transaction_conflict": 0.02,
+    "throughput": 0.02,
+    "throttling": 0.02,
+    "internal": 0.02,
+    "applied_then_lost": 0.04,
+}
+#: A client loses this share of the service's answers (e.g. a dropped connection
+#: after the service replied) and must retry without knowing the outcome.
+LOST_ANSWER_RATE = 0.05
+CLIENT_ATTEMPTS = 8
+
+
+def client_worker(
+    index: int, endpoint: str, table: str, event_ids: list[int], results: Any
+) -> None:
+    """One Lambda instance plus the clients whose requests it serves."""
+    os.environ.update(LOCAL_CREDENTIALS)
+    os.environ.update({"TICKETS_TABLE": table, "DYNAMODB_ENDPOINT_URL": endpoint})
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the service's request log lines)
+    from chalicelib.retry import RetryPolicy
+    from chalicelib.storage import ticket_store
+    from devtools.bench import LambdaInstance
+    from devtools.faults import READ_OPERATIONS, WRITE_OPERATIONS, FaultInjector
+
+    store = ticket_store()
+    # Fewer service-side attempts than in production, so that some requests do
+    # run out of retries and the clients' 503 handling is exercised too.
+    store.retry = RetryPolicy(max_attempts=3, base_delay=0.005, max_delay=0.05)
+    faults = FaultInjector.random(
+        FAULT_RATES, seed=index, operations=(*WRITE_OPERATIONS, *READ_OPERATIONS)
+    ).attach(store.client)
+    service = LambdaInstance()
+    app = service.app
+    rng = random.Random(1000 + index)
+    emails = [f"w{index}-p{n}@example.com" for n in range(EMAILS_PER_WORKER)]
+    told: dict[tuple[int, str], str] = {}  # what each person last heard for each event
+    figures: Counter[str] = Counter()
+    problems: list[str] = []
+
+    def call(path: str, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any], bool]:
+        """Send until an answer arrives (retrying on 503 and on a lost answer).
+
+        Also says whether an earlier attempt may have been applied unseen.
+        """
+        unsure = False
+        for attempt in range(CLIENT_ATTEMPTS):
+            if attempt:
+                figures["client retries"] += 1
+            figures["requests"] += 1
+            status, reply = service.invoke("POST", path, body, key)
+            if status == 503:  # maybe applied, if DynamoDB timed out inside
+                figures["503 answers"] += 1
+                unsure = True
+                time.sleep(0.01)
+                continue
+            if rng.random() < LOST_ANSWER_RATE:
+                figures["answers lost on the way back"] += 1
+                unsure = True
+                continue
+            return status, reply, unsure
+        raise AssertionError(f"no answer for {path} {body} after {CLIENT_ATTEMPTS} attempts")
+
+    def standing(event_id: int, email: str) -> str:
+        path = "/events/{eventId}/standing"
+        event = {
+            "resource": path,
+            "path": f"/events/{event_id}/standing",
+            "httpMethod": "GET",
+            "headers": {},
+            "multiValueHeaders": {},
+            "queryStringParameters": {"userEmail": email},
+            "multiValueQueryStringParameters": {"userEmail": [email]},
+            "pathParameters": {"eventId": str(event_id)},
+            "stageVariables": None,
+            "body": None,
+            "isBase64Encoded": False,
+            "requestContext": {"resourcePath": path, "httpMethod": "GET", "requestId": "load"},
+        }
+        for _ in range(CLIENT_ATTEMPTS):
+            response = app(event, None)
+            if response["statusCode"] == 200:
+                return json.loads(response["body"])["status"]
+        raise AssertionError(f"no standing for {email} in {event_id}")
+
+    for _ in range(REQUESTS_PER_WORKER):
+        event_id = rng.choice(event_ids)
+        email = rng.choice(emails)
+        heard = told.get((event_id, email), NONE)
+        body = {"eventId": event_id, "userEmail": email}
+        if heard == NONE or rng.random() < 0.1:
+            # Half the clients send an Idempotency-Key (one per booking they
+            # mean to make); the others learn their standing after a 409.
+            key = uuid.uuid4().hex if rng.random() < 0.5 else None
+            status, reply, unsure = call("/book", body, key)
+            if status in (201, 202):
+                told[(event_id, email)] = reply["status"]
+                if unsure and key is not None and not reply.get("idempotentReplay"):
+                    figures["bookings made on a retry"] += 1
+            elif status == 409:
+                if heard == NONE and (key is not None or not unsure):
+                    problems.append(f"{email} in {event_id}: 409 but was told nothing")
+                if heard == NONE:
+                    told[(event_id, email)] = standing(event_id, email)
+                    figures["409 after a lost answer, standing asked"] += 1
+            else:
+                problems.append(f"{email} in {event_id}: book answered {status} {reply}")
+        else:
+            status, reply, unsure = call("/cancel", body, None)
+            if status == 200 or status == 404:
+                # 404 is right only when an earlier attempt's answer was lost
+                # after it cancelled: the person held a place until then.
+                if status == 404 and not unsure:
+                    problems.append(f"{email} in {event_id}: told {heard}, cancel answered 404")
+                told[(event_id, email)] = NONE
+                what = reply.get("previousStatus", "404") if status == 200 else "404"
+                figures[
+                    {"BOOKED": "tickets given up", "WAITLISTED": "waiting list left"}.get(
+                        what, "cancels answered 404"
+                    )
+                ] += 1
+            else:
+                problems.append(f"{email} in {event_id}: cancel answered {status} {reply}")
+    figures.update({f"injected {kind}": n for kind, n in faults.injected.items()})
+    figures["dynamodb calls"] = sum(faults.calls.values())
+    results.put(({f"{e}|{m}": s for (e, m), s in told.items()}, dict(figures), problems))
+
+
+def test_faults_under_concurrent_load_break_no_invariant(local_store: TicketStore) -> None:
+    from chalicelib import booking
+
+    event_ids = [
+        booking.create_event(local_store, f"Small event {c}", c).event_id for c in CAPACITIES
+    ]
+    endpoint = local_store.client.meta.endpoint_url
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=client_worker, args=(i, endpoint, local_store.table_name, event_ids, results)
+        )
+        for i in range(WORKERS)
+    ]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    elapsed = time.perf_counter() - started
+
+    told: dict[str, str] = {}
+    figures: Counter[str] = Counter()
+    problems: list[str] = []
+    for worker_told, worker_figures, worker_problems in outcomes:
+        told.update(worker_told)
+        figures.update(worker_figures)
+        problems += worker_problems
+
+    violations = []
+    holdings: dict[str, Any] = {}
+    for event_id, capacity in zip(event_ids, CAPACITIES, strict=True):
+        violations += audit_event(local_store, event_id)
+        event, places = local_store.event_partition(event_id)
+        assert event is not None
+        assert event.booked_tickets <= capacity
+        holdings.update({f"{event_id}|{p.email}": p for p in places})
+    for key, heard in told.items():
+        place = holdings.get(key)
+        held = place.status if place else NONE
+        if heard == BOOKED and held != BOOKED:
+            problems.append(f"{key}: told BOOKED, holds {held}")
+        elif heard == WAITLISTED and held == NONE:
+            problems.append(f"{key}: told WAITLISTED, holds nothing")
+        elif heard == NONE and held != NONE:
+            problems.append(f"{key}: told it holds nothing, holds {held}")
+    for key, place in holdings.items():
+        heard = told.get(key, NONE)
+        if place.status == BOOKED and heard == WAITLISTED and place.promoted_from_wait_key is None:
+            problems.append(f"{key}: holds a ticket it was never told about, not promoted")
+
+    promoted = sum(1 for p in holdings.values() if p.promoted_from_wait_key is not None)
+    print(
+        f"\n{WORKERS} processes, {elapsed:.1f} s: {figures['requests']} requests "
+        f"({figures['client retries']} client retries, {figures['503 answers']} answered 503, "
+        f"{figures['answers lost on the way back']} answers lost), "
+        f"{figures['tickets given up']} tickets given up, {figures['waiting list left']} "
+        f"left the waiting list, {figures['cancels answered 404']} cancels answered 404; "
+        f"{figures['dynamodb calls']} DynamoDB calls, "
+        + ", ".join(f"{k} {v}" for k, v in sorted(figures.items()) if k.startswith("injected"))
+        + f"; {promoted} promotions; violations {len(violations)}, problems {len(problems)}"
+    )
+    for problem in problems[:20]:
+        print("PROBLEM", problem)
+    injected = sum(v for k, v in figures.items() if k.startswith("injected"))
+    assert 0.10 <= injected / figures["dynamodb calls"] <= 0.20
+    assert figures["injected applied_then_lost"] > 0
+    assert figures["requests"] >= 2000
+    assert violations == []
+    assert problems == []
+    assert promoted > 0  # the scenario did exercise promotion...
+    assert figures["503 answers"] > 0  # ...and the 503 path
+    assert figures["waiting list left"] > 0

@@ -1,0 +1,240 @@
+"""Model-based test: random histories against the real service, checked by a plain model.
+
+Hypothesis drives the Chalice app (through its test client, on DynamoDB Local:
+single-threaded histories, so moto would be sound too, but Local is faster) with create / book /
+retry-with-Idempotency-Key / cancel / status / standing calls, from a small pool
+of emails written in varying case so that collisions are frequent. Every answer
+is compared with ``BookingModel``, a few lines of obvious Python, and the
+invariant audit of the event must be clean after every change.
+
+A failure prints the shortest history that reproduces it and a
+``@reproduce_failure`` blob; ``pytest --hypothesis-seed=N`` replays a run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+
+from chalicelib.audit import audit_events
+from chalicelib.storage import TicketStore
+from tests.conftest import Api
+
+PEOPLE = ["ann", "bob", "cat", "dan", "eve"]
+EMAILS = st.sampled_from(PEOPLE).flatmap(
+    lambda name: st.sampled_from(
+        [f"{name}@example.com", f"{name.upper()}@Example.COM", f"  {name.title()}@example.com "]
+    )
+)
+
+
+def canonical(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass
+class ModelEvent:
+    total: int
+    booked: set[str] = field(default_factory=set)
+    waiting: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # email -> Idempotency-Key of its place
+
+    @property
+    def available(self) -> int:
+        return self.total - len(self.booked)
+
+
+class BookingModel:
+    """What the service must answer, in the simplest terms."""
+
+    def __init__(self) -> None:
+        self.events: dict[int, ModelEvent] = {}
+
+    def create(self, event_id: int, total: int) -> None:
+        self.events[event_id] = ModelEvent(total)
+
+    def book(self, event_id: int, email: str, key: str | None) -> tuple[int, dict[str, Any]]:
+        event = self.events.get(event_id)
+        if event is None:
+            return 404, {}
+        if email in event.booked or email in event.waiting:
+            if key is not None and event.keys.get(email) == key:
+                return self._replay(event, email)
+            return 409, {}
+        event.keys.pop(email, None)
+        if key is not None:
+            event.keys[email] = key
+        if event.available > 0:
+            event.booked.add(email)
+            return 201, {"status": "BOOKED"}
+        event.waiting.append(email)
+        return 202, {"status": "WAITLISTED", "position": len(event.waiting)}
+
+    def _replay(self, event: ModelEvent, email: str) -> tuple[int, dict[str, Any]]:
+        if email in event.booked:
+            return 201, {"status": "BOOKED", "idempotentReplay": True}
+        position = event.waiting.index(email) + 1
+        return 202, {"status": "WAITLISTED", "position": position, "idempotentReplay": True}
+
+    def cancel(self, event_id: int, email: str) -> tuple[int, dict[str, Any]]:
+        event = self.events.get(event_id)
+        if event is None:
+            return 404, {}
+        if email in event.booked:
+            event.booked.remove(email)
+            event.keys.pop(email, None)
+            promoted = bool(event.waiting)
+            if promoted:
+                event.booked.add(event.waiting.pop(0))
+            return 200, {"previousStatus": "BOOKED", "ticketPassedToWaitingList": promoted}
+        if email in event.waiting:
+            event.waiting.remove(email)
+            event.keys.pop(email, None)
+            return 200, {"previousStatus": "WAITLISTED", "ticketPassedToWaitingList": False}
+        return 404, {}
+
+    def standing(self, event_id: int, email: str) -> tuple[int, dict[str, Any]]:
+        event = self.events.get(event_id)
+        if event is None:
+            return 404, {}
+        if email in event.booked:
+            return 200, {"status": "BOOKED", "position": None}
+        if email in event.waiting:
+            return 200, {"status": "WAITLISTED", "position": event.waiting.index(email) + 1}
+        return 200, {"status": "NONE", "position": None}
+
+    def status(self, event_id: int) -> tuple[int, dict[str, Any]]:
+        event = self.events.get(event_id)
+        if event is None:
+            return 404, {}
+        return 200, {
+            "totalTickets": event.total,
+            "availableTickets": event.available,
+            "bookedTickets": len(event.booked),
+            "waitingListCount": len(event.waiting),
+        }
+
+
+def assert_matches(reply: Any, expected: tuple[int, dict[str, Any]], what: str) -> None:
+    status, fields = expected
+    assert reply.status == status, f"{what}: HTTP {reply.status} {reply.body}, model says {status}"
+    for name, value in fields.items():
+        assert reply.body.get(name) == value, (
+            f"{what}: {name}={reply.body.get(name)!r}, model {value!r}"
+        )
+    if status >= 400:
+        assert set(reply.body) == {"Code", "Message"}, reply.body
+
+
+#: Ids no event will ever have in the test's table.
+UNKNOWN_EVENT_IDS = st.integers(min_value=10**15, max_value=10**15 + 5)
+
+
+class BookingMachine(RuleBasedStateMachine):
+    """One random history. All histories share one table (fast); each has its own events."""
+
+    api: Api
+    store: TicketStore
+    events = Bundle("events")
+    bookings = Bundle("bookings")  # (event id, email, Idempotency-Key) of answered bookings
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = BookingModel()
+        self.last_event_id: int | None = None
+
+    def check_event(self, event_id: int) -> None:
+        violations = audit_events(self.store, [event_id]).violations
+        assert not violations, violations
+
+    @rule(target=events, total=st.integers(min_value=1, max_value=3))
+    def create_event(self, total: int) -> int:
+        reply = self.api.post("/initialize", {"name": f"Event of {total}", "totalTickets": total})
+        assert reply.status == 201, reply
+        event_id = reply.body["eventId"]
+        if self.last_event_id is not None:
+            assert event_id == self.last_event_id + 1  # sequential ids
+        self.last_event_id = event_id
+        assert reply.body["availableTickets"] == total
+        self.model.create(event_id, total)
+        return event_id
+
+    @rule(target=bookings, event_id=events, email=EMAILS, with_key=st.booleans())
+    def book(self, event_id: int, email: str, with_key: bool) -> Any:
+        key = uuid.uuid4().hex if with_key else None
+        headers = {"Idempotency-Key": key} if key else {}
+        reply = self.api.book(event_id, email, **headers)
+        assert_matches(reply, self.model.book(event_id, canonical(email), key), f"book {email}")
+        self.check_event(event_id)
+        if reply.status in (201, 202) and key:
+            return (event_id, email, key)
+        return multiple()
+
+    @rule(booking=consumes(bookings))
+    def retry_booking_with_the_same_key(self, booking: tuple[int, str, str]) -> None:
+        event_id, email, key = booking
+        reply = self.api.book(event_id, email, **{"Idempotency-Key": key})
+        expected = self.model.book(event_id, canonical(email), key)
+        assert_matches(reply, expected, f"retry {email}")
+        self.check_event(event_id)
+
+    @rule(event_id=events, email=EMAILS)
+    def cancel(self, event_id: int, email: str) -> None:
+        reply = self.api.cancel(event_id, email)
+        assert_matches(reply, self.model.cancel(event_id, canonical(email)), f"cancel {email}")
+        self.check_event(event_id)
+
+    @rule(event_id=events, email=EMAILS)
+    def standing(self, event_id: int, email: str) -> None:
+        reply = self.api.standing(event_id, email)
+        assert_matches(reply, self.model.standing(event_id, canonical(email)), "standing")
+
+    @rule(event_id=events)
+    def status(self, event_id: int) -> None:
+        reply = self.api.get(f"/status/{event_id}")
+        assert_matches(reply, self.model.status(event_id), f"status {event_id}")
+
+    @rule(event_id=UNKNOWN_EVENT_IDS, email=EMAILS, action=st.sampled_from(["book", "cancel"]))
+    def unknown_event_is_404(self, event_id: int, email: str, action: str) -> None:
+        reply = (
+            self.api.book(event_id, email) if action == "book" else self.api.cancel(event_id, email)
+        )
+        assert reply.status == 404, reply
+        assert reply.body["Code"] == "NotFoundError"
+        assert self.api.get(f"/status/{event_id}").status == 404
+
+    def teardown(self) -> None:
+        report = audit_events(self.store, list(self.model.events))
+        assert report.clean, report.to_json()
+
+
+@pytest.mark.dynamodb_local
+def test_service_agrees_with_the_model_on_random_histories(
+    local_api: Api, local_store: TicketStore
+) -> None:
+    BookingMachine.api = local_api
+    BookingMachine.store = local_store
+    run_state_machine_as_test(
+        BookingMachine,
+        settings=settings(
+            max_examples=int(os.environ.get("MODEL_EXAMPLES", "300")),
+            stateful_step_count=15,
+            deadline=None,
+            print_blob=True,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
