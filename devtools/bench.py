@@ -442,7 +442,7 @@ def plot(samples: list[Sample], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(9, 5))
-    for phase in PHASES:
+    for phase in (p for p in PHASES if not p.startswith("warmup")):
         values = sorted(
             s.seconds * 1000 for s in samples if s.phase == phase and s.outcome == PHASES[phase][0]
         )
