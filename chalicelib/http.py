@@ -125,8 +125,12 @@ class RequestObserver:
         event_id = uri_params.get("eventId") or body.get("eventId")
         if event_id is None and isinstance(response_body, dict):
             event_id = response_body.get("eventId")
-        if isinstance(event_id, str) and event_id.isdigit():
+        # Only a well-formed id is logged: the field is user input, and could
+        # hold anything (an email address, a megabyte of text).
+        if isinstance(event_id, str) and event_id.isascii() and event_id.isdigit():
             event_id = int(event_id)
+        if isinstance(event_id, bool) or not isinstance(event_id, int):
+            event_id = None
         context: dict[str, Any] = {"eventId": event_id}
         email = body.get("userEmail")
         if email is None and request is not None and request.query_params:

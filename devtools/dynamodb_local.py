@@ -107,6 +107,10 @@ class DynamoDBLocal:
             str(self.port),
             "-sharedDb",
             "-disableTelemetry",
+            # DynamoDB Local has no option to bind to 127.0.0.1 only; at least
+            # no web page in a browser may call it (its default CORS is "*").
+            "-cors",
+            "http://127.0.0.1",
             *storage,
         ]
         self.log_path = log_path

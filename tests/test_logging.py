@@ -47,6 +47,17 @@ def test_each_request_logs_one_json_line_with_its_outcome(
     assert "example.com" not in captured.lower()
 
 
+def test_user_input_in_the_wrong_field_is_not_logged(
+    moto_api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    moto_api.post("/book", {"eventId": "dave@example.com", "userEmail": 7})
+    moto_api.get("/status/eve@example.com")
+
+    captured = capsys.readouterr().out
+    assert [line["eventId"] for line in outcome_lines(captured)] == [None, None]
+    assert "example.com" not in captured
+
+
 def test_unexpected_failure_is_logged_with_context_and_answers_a_generic_500(
     moto_api: Api, moto_store: TicketStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
