@@ -254,21 +254,13 @@ class TicketStore:
 
     def event_ids(self) -> Iterator[int]:
         """Every event id, oldest first (all pages of ``EventsByNewest``): for audits."""
-        start: dict[str, Any] | None = None
-        while True:
-            params: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": EVENTS_BY_NEWEST_INDEX,
-                "KeyConditionExpression": "GSI1PK = :p",
-                "ExpressionAttributeValues": {":p": {"S": EVENT_LIST_PARTITION}},
-            }
-            if start:
-                params["ExclusiveStartKey"] = start
-            response = self.retry.run("Query", partial(self.client.query, **params))
-            yield from (int(item["GSI1SK"]["N"]) for item in response["Items"])
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return
+        pages = self._query_pages(
+            IndexName=EVENTS_BY_NEWEST_INDEX,
+            KeyConditionExpression="GSI1PK = :p",
+            ExpressionAttributeValues={":p": {"S": EVENT_LIST_PARTITION}},
+        )
+        for page in pages:
+            yield from (int(item["GSI1SK"]["N"]) for item in page["Items"])
 
     def _batch_get_events(self, ids: list[int]) -> list[Event]:
         if not ids:
@@ -314,27 +306,17 @@ class TicketStore:
 
     def count_waiting_up_to(self, event_id: int, wait_key: int) -> int:
         """How many people wait with a key <= ``wait_key``: that entry's 1-based position."""
-        count = 0
-        start: dict[str, Any] | None = None
-        while True:
-            params: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": WAITING_LIST_INDEX,
-                "KeyConditionExpression": "PK = :pk AND waitKey <= :k",
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": f"EVENT#{event_id}"},
-                    ":k": {"N": str(wait_key)},
-                },
-                "ConsistentRead": True,
-                "Select": "COUNT",
-            }
-            if start:
-                params["ExclusiveStartKey"] = start
-            response = self.retry.run("Query", partial(self.client.query, **params))
-            count += response["Count"]
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return count
+        pages = self._query_pages(
+            IndexName=WAITING_LIST_INDEX,
+            KeyConditionExpression="PK = :pk AND waitKey <= :k",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"EVENT#{event_id}"},
+                ":k": {"N": str(wait_key)},
+            },
+            ConsistentRead=True,
+            Select="COUNT",
+        )
+        return sum(page["Count"] for page in pages)
 
     def event_partition(self, event_id: int) -> tuple[Event | None, list[Place]]:
         """Every item of one event (consistent): for audits and invariant checks."""
@@ -348,21 +330,25 @@ class TicketStore:
         return event, places
 
     def _query_partition(self, pk: str) -> Iterator[dict[str, Any]]:
-        start: dict[str, Any] | None = None
+        pages = self._query_pages(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ConsistentRead=True,
+        )
+        for page in pages:
+            yield from page["Items"]
+
+    def _query_pages(self, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every page of one query, each page's request retried on its own."""
         while True:
-            params: dict[str, Any] = {
-                "TableName": self.table_name,
-                "KeyConditionExpression": "PK = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": pk}},
-                "ConsistentRead": True,
-            }
-            if start:
-                params["ExclusiveStartKey"] = start
-            response = self.retry.run("Query", partial(self.client.query, **params))
-            yield from response["Items"]
+            response = self.retry.run(
+                "Query", partial(self.client.query, TableName=self.table_name, **params)
+            )
+            yield response
             start = response.get("LastEvaluatedKey")
             if not start:
                 return
+            params = {**params, "ExclusiveStartKey": start}
 
     # -- transactions -----------------------------------------------------------
 

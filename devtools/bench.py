@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, ROOT, DynamoDBLocal, local_client
+from devtools.faults import WRITE_OPERATIONS
 from devtools.tables import create_table_if_missing
 
 #: phase name -> (what the phase's calls should answer, the endpoint they call)
@@ -109,9 +110,6 @@ class CallMeter:
                 self.read_units += units
 
 
-WRITE_OPERATIONS = {"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
-
-
 class _LambdaContext:
     aws_request_id = "bench"
     function_name = "bench"
@@ -133,25 +131,35 @@ class LambdaInstance:
             meter.attach(ticket_store().client)
 
     def invoke(
-        self, method: str, path: str, body: Any, idempotency_key: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        idempotency_key: str | None = None,
+        resource: str | None = None,
+        path_parameters: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        """One API Gateway proxy event through the app; ``resource`` is the route template."""
+        headers = {"content-type": "application/json"}
+        if idempotency_key:
+            headers["idempotency-key"] = idempotency_key
         event = {
-            "resource": path,
+            "resource": resource or path,
             "path": path,
             "httpMethod": method,
-            "headers": {
-                "content-type": "application/json",
-                **({"idempotency-key": idempotency_key} if idempotency_key else {}),
-            },
-            "multiValueHeaders": {},
-            "queryStringParameters": None,
-            "multiValueQueryStringParameters": None,
-            "pathParameters": None,
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()}
+            if query
+            else None,
+            "pathParameters": path_parameters,
             "stageVariables": None,
-            "body": json.dumps(body),
+            "body": None if body is None else json.dumps(body),
             "isBase64Encoded": False,
             "requestContext": {
-                "resourcePath": path,
+                "resourcePath": resource or path,
                 "httpMethod": method,
                 "requestId": str(uuid.uuid4()),
                 "apiId": "bench",

@@ -17,7 +17,6 @@ waiting-list order (the audit's ``fifo-promotion`` rule).
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import random
@@ -75,7 +74,6 @@ def client_worker(
         FAULT_RATES, seed=index, operations=(*WRITE_OPERATIONS, *READ_OPERATIONS)
     ).attach(store.client)
     service = LambdaInstance()
-    app = service.app
     rng = random.Random(1000 + index)
     emails = [f"w{index}-p{n}@example.com" for n in range(EMAILS_PER_WORKER)]
     told: dict[tuple[int, str], str] = {}  # what each person last heard for each event
@@ -106,25 +104,16 @@ def client_worker(
         raise AssertionError(f"no answer for {path} {body} after {CLIENT_ATTEMPTS} attempts")
 
     def standing(event_id: int, email: str) -> str:
-        path = "/events/{eventId}/standing"
-        event = {
-            "resource": path,
-            "path": f"/events/{event_id}/standing",
-            "httpMethod": "GET",
-            "headers": {},
-            "multiValueHeaders": {},
-            "queryStringParameters": {"userEmail": email},
-            "multiValueQueryStringParameters": {"userEmail": [email]},
-            "pathParameters": {"eventId": str(event_id)},
-            "stageVariables": None,
-            "body": None,
-            "isBase64Encoded": False,
-            "requestContext": {"resourcePath": path, "httpMethod": "GET", "requestId": "load"},
-        }
         for _ in range(CLIENT_ATTEMPTS):
-            response = app(event, None)
-            if response["statusCode"] == 200:
-                return json.loads(response["body"])["status"]
+            status, reply = service.invoke(
+                "GET",
+                f"/events/{event_id}/standing",
+                resource="/events/{eventId}/standing",
+                path_parameters={"eventId": str(event_id)},
+                query={"userEmail": email},
+            )
+            if status == 200:
+                return reply["status"]
         raise AssertionError(f"no standing for {email} in {event_id}")
 
     for _ in range(REQUESTS_PER_WORKER):
@@ -229,7 +218,9 @@ def test_faults_under_concurrent_load_break_no_invariant(local_store: TicketStor
         f"({figures['client retries']} client retries, {figures['503 answers']} answered 503, "
         f"{figures['answers lost on the way back']} answers lost), "
         f"{figures['tickets given up']} tickets given up, {figures['waiting list left']} "
-        f"left the waiting list, {figures['cancels answered 404']} cancels answered 404; "
+        f"left the waiting list, {figures['cancels answered 404']} cancels answered 404, "
+        f"{figures['409 after a lost answer, standing asked']} bookings answered 409 after a "
+        f"lost answer (standing asked); "
         f"{figures['dynamodb calls']} DynamoDB calls, "
         + ", ".join(f"{k} {v}" for k, v in sorted(figures.items()) if k.startswith("injected"))
         + f"; {promoted} promotions; violations {len(violations)}, problems {len(problems)}"

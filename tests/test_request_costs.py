@@ -117,3 +117,20 @@ def test_a_cancellation_that_loses_the_head_promotes_the_next_in_line(
         "position": 1,
     }
     assert audit_event(store, event_id) == []
+
+
+def test_reads_follow_every_page(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queries of a big event span pages (1 MB each in DynamoDB): none may be dropped."""
+    first = api.create_event(1)
+    for n in range(5):
+        api.book(first, f"p{n}@example.com")
+    second = api.create_event(3)
+    store = ticket_store()
+    query = store.client.query
+    monkeypatch.setattr(store.client, "query", lambda **params: query(**{"Limit": 2, **params}))
+
+    event, places = store.event_partition(first)
+    assert event is not None and len(places) == 5
+    assert api.standing(first, "p4@example.com").body["position"] == 4
+    assert list(store.event_ids()) == [first, second]
+    assert audit_event(store, first) == []
