@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: dev test install lint format clean-data check-java package audit smoke bench
+.PHONY: dev test install lint format clean-data clean check-java package audit smoke bench
 
 dev: install check-java
 	$(BIN)/python -m devtools.dev_server
@@ -47,9 +47,11 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+JAVA_HELP := Java 17+ is required to run DynamoDB Local (e.g. apt-get install openjdk-17-jre-headless)
 check-java:
-	@command -v java >/dev/null 2>&1 || \
-		{ echo "Java 17+ is required to run DynamoDB Local (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v java >/dev/null 2>&1 || { echo "$(JAVA_HELP)"; exit 1; }
+	@version=$$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $$2}'); \
+		[ "$${version%%.*}" -ge 17 ] 2>/dev/null || { echo "$(JAVA_HELP); found Java $$version"; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .
