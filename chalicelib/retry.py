@@ -50,10 +50,8 @@ def is_transient(error: Exception) -> bool:
     applied, which is why every transaction carries a ``ClientRequestToken`` and
     every single-item write a condition that makes a replay harmless.
     """
-    if isinstance(error, (ConnectionError, HTTPClientError)):
-        return True
     if not isinstance(error, ClientError):
-        return False
+        return is_ambiguous(error)  # timeouts and dropped connections
     code = error.response.get("Error", {}).get("Code", "")
     if code in TRANSIENT_ERROR_CODES:
         return True
@@ -64,8 +62,7 @@ def is_transient(error: Exception) -> bool:
         return "ConditionalCheckFailed" not in reasons and any(
             r in TRANSIENT_CANCELLATION_CODES for r in reasons
         )
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return status >= 500
+    return is_ambiguous(error)  # any other 5xx
 
 
 def is_ambiguous(error: Exception) -> bool:
