@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: dev test install lint format clean-data clean check-java package audit smoke bench
+.PHONY: dev test install lint typecheck format clean-data clean check-java package audit smoke bench
 
 dev: install check-java
 	$(BIN)/python -m devtools.dev_server
 
-test: install check-java lint package
+test: install check-java lint typecheck package
 	$(BIN)/python -m pytest
 
 # The prod CloudFormation template + zip in build/package, validated by cfn-lint.
@@ -56,6 +56,10 @@ check-java:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Strict mypy on the code the Lambda ships (app.py, chalicelib/); see pyproject.toml.
+typecheck: install
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -7,46 +7,49 @@ Each route parses and validates the request, calls one domain function in
 
 from __future__ import annotations
 
-from chalice import Chalice, Rate, Response
-from chalice.app import CloudWatchEvent
+from collections.abc import Mapping
+from typing import Any
+
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
 
 from chalicelib import audit, booking, validation
-from chalicelib.http import RequestObserver
-from chalicelib.models import BOOKED
+from chalicelib.http import RequestObserver, json_body
+from chalicelib.models import Status
 from chalicelib.storage import ticket_store
 
 app = Chalice(app_name="ticket-booking")
 observe = RequestObserver(app)
 
 
-def _json_body() -> dict:
-    return validation.parse_json_object(app.current_request.raw_body)
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None, "called outside a request"
+    return request
 
 
 def _query(name: str) -> str | None:
-    return (app.current_request.query_params or {}).get(name)
+    params: Mapping[str, str] = _request().query_params or {}
+    return params.get(name)
 
 
 @app.route("/initialize", methods=["POST"])
-@observe("initialize")
+@observe
 def initialize() -> Response:
-    new_event = validation.parse_new_event(_json_body())
+    new_event = validation.parse_new_event(json_body())
     event = booking.create_event(ticket_store(), new_event.name, new_event.total_tickets)
     return Response(body=event.to_json(), status_code=201)
 
 
 @app.route("/book", methods=["POST"])
-@observe("book")
+@observe
 def book() -> Response:
-    place = validation.parse_place_request(_json_body())
-    request_key = validation.parse_idempotency_key(
-        app.current_request.headers.get("idempotency-key")
-    )
+    place = validation.parse_place_request(json_body())
+    request_key = validation.parse_idempotency_key(_request().headers.get("idempotency-key"))
     outcome = booking.book_ticket(ticket_store(), place.event_id, place.email, request_key)
     body = {"eventId": place.event_id, "userEmail": place.email, "status": outcome.status}
     if outcome.replayed:
         body["idempotentReplay"] = True
-    if outcome.status == BOOKED:
+    if outcome.status == Status.BOOKED:
         return Response(body={"message": "Ticket booked successfully", **body}, status_code=201)
     body["position"] = outcome.position
     return Response(
@@ -56,13 +59,13 @@ def book() -> Response:
 
 
 @app.route("/cancel", methods=["POST"])
-@observe("cancel")
+@observe
 def cancel() -> Response:
-    place = validation.parse_place_request(_json_body())
+    place = validation.parse_place_request(json_body())
     outcome = booking.cancel_booking(ticket_store(), place.event_id, place.email)
     message = (
         "Your booking has been cancelled successfully"
-        if outcome.previous_status == BOOKED
+        if outcome.previous_status == Status.BOOKED
         else "You have left the waiting list"
     )
     return Response(
@@ -70,7 +73,7 @@ def cancel() -> Response:
             "message": message,
             "eventId": place.event_id,
             "userEmail": place.email,
-            "status": "CANCELLED",
+            "status": outcome.status,
             "previousStatus": outcome.previous_status,
             "ticketPassedToWaitingList": outcome.promoted_waiting_person,
         },
@@ -78,15 +81,20 @@ def cancel() -> Response:
     )
 
 
-@app.route("/status/{eventId}", methods=["GET"])
-@observe("status")
-def status(eventId: str) -> Response:  # noqa: N803 (name fixed by the URL template)
-    event = booking.get_event(ticket_store(), validation.parse_event_id(eventId))
+def _event_answer(event_id: str) -> Response:
+    event = booking.get_event(ticket_store(), validation.parse_event_id(event_id))
     return Response(body=event.to_json(), status_code=200)
 
 
+@app.route("/status/{eventId}", methods=["GET"])
+@observe
+def status(eventId: str) -> Response:  # noqa: N803 (name fixed by the URL template)
+    """The original API's name for ``GET /events/{eventId}``."""
+    return _event_answer(eventId)
+
+
 @app.route("/events", methods=["GET"])
-@observe("list_events")
+@observe
 def list_events() -> Response:
     limit = validation.parse_page_size(_query("limit"))
     before_id = validation.parse_cursor(_query("cursor"))
@@ -101,14 +109,13 @@ def list_events() -> Response:
 
 
 @app.route("/events/{eventId}", methods=["GET"])
-@observe("get_event")
+@observe
 def get_event(eventId: str) -> Response:  # noqa: N803
-    event = booking.get_event(ticket_store(), validation.parse_event_id(eventId))
-    return Response(body=event.to_json(), status_code=200)
+    return _event_answer(eventId)
 
 
 @app.route("/events/{eventId}/standing", methods=["GET"])
-@observe("standing")
+@observe
 def standing(eventId: str) -> Response:  # noqa: N803
     event_id = validation.parse_event_id(eventId)
     email = validation.parse_email(_query("userEmail"))
@@ -125,6 +132,6 @@ def standing(eventId: str) -> Response:  # noqa: N803
 
 
 @app.schedule(Rate(1, unit=Rate.HOURS))
-def audit_invariants(event: CloudWatchEvent) -> dict:
+def audit_invariants(event: CloudWatchEvent) -> dict[str, Any]:
     """Hourly in AWS: check every event's invariants; violations are logged as ERROR lines."""
     return audit.run_scheduled_audit(ticket_store()).to_json()

@@ -11,9 +11,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chalicelib.models import BOOKED, WAITLISTED, Event, Place
+from chalicelib.models import Event, Place, Status
 from chalicelib.observability import log_event
-from chalicelib.storage import TicketStore
+from chalicelib.storage import EventPartition, TicketStore
 
 #: A busy event's partition can span several 1 MB query pages, read at slightly
 #: different moments; a violation is only reported if it is still there when
@@ -92,12 +92,19 @@ def run_scheduled_audit(store: TicketStore) -> AuditReport:
 
 def audit_event(store: TicketStore, event_id: int) -> list[Violation]:
     """Read every item of ``event_id`` (consistently) and list what is wrong."""
-    event, places = store.event_partition(event_id)
+    return check_partition(event_id, store.event_partition(event_id))
+
+
+def check_partition(event_id: int, partition: EventPartition) -> list[Violation]:
+    """What is wrong with one event's items, as read."""
+    event, places = partition.event, partition.places
     if event is None:
-        if places:
-            return [Violation(event_id, "orphan-places", f"{len(places)} places, no event")]
+        count = len(places) + len(partition.malformed)
+        if count:
+            return [Violation(event_id, "orphan-places", f"{count} places, no event")]
         return [Violation(event_id, "event-missing", "no event item")]
-    return check_event(event, places)
+    malformed = [Violation(event_id, "status", problem) for problem in partition.malformed]
+    return malformed + check_event(event, places)
 
 
 def check_event(event: Event, places: list[Place]) -> list[Violation]:
@@ -106,9 +113,8 @@ def check_event(event: Event, places: list[Place]) -> list[Violation]:
     def violation(rule: str, detail: str) -> None:
         found.append(Violation(event.event_id, rule, detail))
 
-    booked = [p for p in places if p.status == BOOKED]
-    waiting = [p for p in places if p.status == WAITLISTED]
-    other = [p for p in places if p.status not in (BOOKED, WAITLISTED)]
+    booked = [p for p in places if p.status == Status.BOOKED]
+    waiting = [p for p in places if p.status == Status.WAITLISTED]
 
     if event.available_tickets + event.booked_tickets != event.total_tickets:
         violation(
@@ -130,8 +136,6 @@ def check_event(event: Event, places: list[Place]) -> list[Violation]:
             "no-wait-while-available",
             f"{event.available_tickets} tickets free while {len(waiting)} people wait",
         )
-    for place in other:
-        violation("status", f"place with unknown status {place.status!r}")
 
     normalised = [p.email.strip().lower() for p in places]
     duplicates = sorted({e for e in normalised if normalised.count(e) > 1})

@@ -12,18 +12,17 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from chalicelib.errors import AlreadyHoldsPlace, EventNotFound, NoPlaceHeld, ServiceBusy
-from chalicelib.models import (
-    BOOKED,
-    NONE,
-    WAITLISTED,
-    BookingOutcome,
-    CancellationOutcome,
-    Event,
-    Place,
-    Standing,
+from chalicelib.clock import now_iso
+from chalicelib.errors import (
+    AlreadyHoldsPlace,
+    ConditionFailed,
+    EventNotFound,
+    NoPlaceHeld,
+    Role,
+    ServiceBusy,
 )
-from chalicelib.storage import ConditionFailed, TicketStore, now_iso
+from chalicelib.models import BookingOutcome, CancellationOutcome, Event, Place, Standing, Status
+from chalicelib.storage import TicketStore
 
 #: How many times one request may lose a race and decide again before giving up
 #: with 503. Each round is one transaction; losing means another request changed
@@ -34,6 +33,11 @@ MAX_DECISION_ROUNDS = 25
 #: once. Concurrent cancellations race for the same head; a loser moves on to
 #: the next person it already read instead of reading the list again.
 HEAD_WINDOW = 10
+
+#: How many times creating an event may find its new id taken before giving up.
+#: Ids only clash when the id sequence lags behind the table (say, after a
+#: restore); one clash moves the sequence past the newest event.
+MAX_ID_CLASHES = 3
 
 
 class SoldOutHints:
@@ -68,18 +72,24 @@ sold_out_hints = SoldOutHints()
 
 
 def create_event(store: TicketStore, name: str, total_tickets: int) -> Event:
-    event = Event(
-        event_id=store.next_event_id(),
-        name=name,
-        total_tickets=total_tickets,
-        available_tickets=total_tickets,
-        booked_tickets=0,
-        waiting_list_count=0,
-        last_wait_key=0,
-        created_at=now_iso(),
-    )
-    store.put_event(event)
-    return event
+    """Create an event under the next id; an id already taken is skipped, never overwritten."""
+    for _ in range(MAX_ID_CLASHES):
+        event = Event(
+            event_id=store.next_event_id(),
+            name=name,
+            total_tickets=total_tickets,
+            available_tickets=total_tickets,
+            booked_tickets=0,
+            waiting_list_count=0,
+            last_wait_key=0,
+            created_at=now_iso(),
+        )
+        if store.put_event(event):
+            return event
+        # The sequence lags behind the table: move it past the newest event.
+        # ADD commutes, so two creators doing this at once only skip ids.
+        store.next_event_id(step=max(1, store.newest_event_id() - event.event_id))
+    raise ServiceBusy("new event ids kept clashing with existing events")
 
 
 def get_event(store: TicketStore, event_id: int) -> Event:
@@ -113,17 +123,17 @@ def book_ticket(
         try:
             if known is None or known.available_tickets > 0:
                 store.book(event_id, email, request_key)
-                return BookingOutcome(status=BOOKED)
+                return BookingOutcome(status=Status.BOOKED)
             wait_key = _next_wait_key(known)
             store.join_waitlist(event_id, email, wait_key, request_key)
             return _waitlisted_outcome(store, event_id, email, wait_key, replayed=False)
         except ConditionFailed as failure:
-            existing = failure.place()
+            existing = failure.place(Role.PERSON)
             if existing is not None:
                 if request_key and existing.request_key == request_key:
                     return _replay(store, existing)
                 raise AlreadyHoldsPlace(event_id, existing.status) from None
-            known = failure.event()
+            known = failure.old_event
             if known is None:
                 raise EventNotFound(event_id) from None
             sold_out_hints.remember(store.table_name, known)
@@ -141,17 +151,17 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
                 return _leave_waitlist(store, event_id, own)
             if not heads:
                 store.cancel_and_release(event_id, email)
-                return CancellationOutcome(BOOKED, promoted_waiting_person=False)
+                return CancellationOutcome(Status.BOOKED, promoted_waiting_person=False)
             if _cancel_and_promote_first_waiting(store, event_id, email, heads):
-                return CancellationOutcome(BOOKED, promoted_waiting_person=True)
+                return CancellationOutcome(Status.BOOKED, promoted_waiting_person=True)
         except ConditionFailed as failure:
-            if failure.failed("person"):
-                place = failure.place()
+            if failure.failed_for(Role.PERSON):
+                place = failure.place(Role.PERSON)
                 if place is None:
                     if store.get_event(event_id) is None:
                         raise EventNotFound(event_id) from None
                     raise NoPlaceHeld(event_id) from None
-                if place.status == WAITLISTED:
+                if place.status == Status.WAITLISTED:
                     try:
                         return _leave_waitlist(store, event_id, place)
                     except ConditionFailed:
@@ -159,7 +169,7 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
             # Otherwise someone joined the list meanwhile: decide again.
         # Every head we read was taken by concurrent cancellations: back off a
         # little (jittered) so the racers spread out, then read the list again.
-        store.retry.sleep(store.retry.delay(min(decision_round, 4)))
+        store.back_off(min(decision_round, 4))
     raise ServiceBusy("cancellation kept losing races for the same event")
 
 
@@ -177,10 +187,10 @@ def _cancel_and_promote_first_waiting(
             store.cancel_and_promote(event_id, email, head)
             return True
         except ConditionFailed as failure:
-            if not failure.failed("head") or failure.failed("person"):
+            if not failure.failed_for(Role.HEAD) or failure.failed_for(Role.PERSON):
                 raise
-            now = failure.place("head")
-            if now is not None and now.status == WAITLISTED:
+            now = failure.place(Role.HEAD)
+            if now is not None and now.status == Status.WAITLISTED:
                 raise  # still waiting, yet the condition failed: decide again from a fresh read
     return False
 
@@ -191,18 +201,18 @@ def get_standing(store: TicketStore, event_id: int, email: str) -> Standing:
     if place is None:
         if store.get_event(event_id) is None:
             raise EventNotFound(event_id)
-        return Standing(event_id, email, NONE)
-    if place.status == BOOKED or place.wait_key is None:
-        return Standing(event_id, email, BOOKED)
+        return Standing(event_id, email, Status.NONE)
+    if place.status == Status.BOOKED or place.wait_key is None:
+        return Standing(event_id, email, Status.BOOKED)
     return Standing(
-        event_id, email, WAITLISTED, store.count_waiting_up_to(event_id, place.wait_key)
+        event_id, email, Status.WAITLISTED, store.count_waiting_up_to(event_id, place.wait_key)
     )
 
 
 def _leave_waitlist(store: TicketStore, event_id: int, place: Place) -> CancellationOutcome:
     assert place.wait_key is not None
     store.leave_waitlist(event_id, place.email, place.wait_key)
-    return CancellationOutcome(WAITLISTED, promoted_waiting_person=False)
+    return CancellationOutcome(Status.WAITLISTED, promoted_waiting_person=False)
 
 
 def _next_wait_key(event: Event) -> int:
@@ -220,11 +230,11 @@ def _waitlisted_outcome(
 ) -> BookingOutcome:
     position = store.count_waiting_up_to(event_id, wait_key)
     if position == 0:  # promoted between our join and the count
-        return BookingOutcome(status=BOOKED, replayed=replayed)
-    return BookingOutcome(status=WAITLISTED, position=position, replayed=replayed)
+        return BookingOutcome(status=Status.BOOKED, replayed=replayed)
+    return BookingOutcome(status=Status.WAITLISTED, position=position, replayed=replayed)
 
 
 def _replay(store: TicketStore, place: Place) -> BookingOutcome:
-    if place.status == BOOKED or place.wait_key is None:
-        return BookingOutcome(status=BOOKED, replayed=True)
+    if place.status == Status.BOOKED or place.wait_key is None:
+        return BookingOutcome(status=Status.BOOKED, replayed=True)
     return _waitlisted_outcome(store, place.event_id, place.email, place.wait_key, replayed=True)

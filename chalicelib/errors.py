@@ -6,6 +6,12 @@ domain and storage modules never import Chalice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from chalicelib.models import Event, Place, Status
+
 
 class BookingError(Exception):
     """Base class for every error the service reports to a caller on purpose."""
@@ -29,10 +35,10 @@ class EventNotFound(BookingError):
 class AlreadyHoldsPlace(BookingError):
     """The email already holds a ticket or a waiting place for the event (one place per person)."""
 
-    def __init__(self, event_id: int, status: str) -> None:
+    def __init__(self, event_id: int, status: Status) -> None:
         self.event_id = event_id
         self.status = status
-        what = "a ticket" if status == "BOOKED" else "a place on the waiting list"
+        what = "a ticket" if status == Status.BOOKED else "a place on the waiting list"
         super().__init__(f"this email already holds {what} for event {event_id}")
 
 
@@ -65,3 +71,36 @@ class ServiceBusy(BookingError):
             else "nothing was changed"
         )
         super().__init__(f"the service is busy, retry shortly ({reason}; {outcome})")
+
+
+class Role(StrEnum):
+    """The part an item plays in a transaction, so a failure can say whose condition failed."""
+
+    PERSON = "person"  # the caller's own place
+    HEAD = "head"  # the waiting person a cancellation promotes
+    EVENT = "event"  # the event item and its counters
+
+
+@dataclass
+class ConditionFailed(Exception):
+    """A transaction was cancelled because conditions failed, carrying the items as they were.
+
+    Like the idempotency layer of Powertools for AWS Lambda, the failure carries
+    the old item (DynamoDB returns it with ``ReturnValuesOnConditionCheckFailure``),
+    so the caller decides again without another read. ``failed`` names the roles
+    whose condition failed; for those, ``old_event`` / ``old_places`` hold the
+    item as it was, or nothing when it did not exist.
+    """
+
+    failed: frozenset[Role]
+    old_event: Event | None = None
+    old_places: Mapping[Role, Place] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(f"conditions failed: {sorted(self.failed)}")
+
+    def failed_for(self, role: Role) -> bool:
+        return role in self.failed
+
+    def place(self, role: Role = Role.PERSON) -> Place | None:
+        return self.old_places.get(role)

@@ -1,13 +1,19 @@
-"""Plain data the domain works with; storage converts DynamoDB items to and from these."""
+"""Plain data the domain works with; ``chalicelib.storage.items`` maps it to and from items."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
-BOOKED = "BOOKED"
-WAITLISTED = "WAITLISTED"
-NONE = "NONE"
+
+class Status(StrEnum):
+    """Where a person stands in one event. A stored place is BOOKED or WAITLISTED; NONE
+    only ever appears in a standing (no place held)."""
+
+    BOOKED = "BOOKED"
+    WAITLISTED = "WAITLISTED"
+    NONE = "NONE"
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class Place:
 
     event_id: int
     email: str
-    status: str
+    status: Status
     #: Set only while WAITLISTED: the FIFO ordering key.
     wait_key: int | None = None
     request_key: str | None = None
@@ -56,20 +62,22 @@ class Place:
 
 @dataclass(frozen=True)
 class BookingOutcome:
-    status: str  # BOOKED or WAITLISTED
+    status: Status  # BOOKED or WAITLISTED
     position: int | None = None
     replayed: bool = False
 
 
 @dataclass(frozen=True)
 class CancellationOutcome:
-    previous_status: str  # BOOKED or WAITLISTED
+    previous_status: Status  # BOOKED or WAITLISTED
     promoted_waiting_person: bool
+    #: What the answer to a cancellation says the place is now.
+    status: Literal["CANCELLED"] = "CANCELLED"
 
 
 @dataclass(frozen=True)
 class Standing:
     event_id: int
     email: str
-    status: str  # BOOKED, WAITLISTED or NONE
+    status: Status
     position: int | None = None

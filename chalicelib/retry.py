@@ -92,6 +92,10 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
+    def back_off(self, attempt: int) -> None:
+        """Sleep the jittered delay that follows failed attempt number ``attempt``."""
+        self.sleep(self.delay(attempt))
+
     def run(self, operation: str, call: Callable[[], T]) -> T:
         """Run ``call``; retry it while it fails transiently; raise ``ServiceBusy`` when spent."""
         maybe_applied = False
@@ -106,7 +110,7 @@ class RetryPolicy:
                     raise ServiceBusy(
                         f"{operation}: {_describe(error)}", maybe_applied=maybe_applied
                     ) from error
-                self.sleep(self.delay(attempt))
+                self.back_off(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
 

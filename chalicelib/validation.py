@@ -42,7 +42,7 @@ class PlaceRequest:
     email: str
 
 
-def parse_json_object(raw_body: bytes | None) -> dict[str, Any]:
+def parse_json_object(raw_body: str | bytes | None) -> dict[str, Any]:
     if not raw_body:
         raise InvalidRequest("body", "a JSON object is required")
     try:

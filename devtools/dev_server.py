@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chalicelib.storage import ENDPOINT_URL_ENV, TABLE_NAME_ENV
+from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
 from devtools.dynamodb_local import (
     LOCAL_CREDENTIALS,
     ROOT,

@@ -22,6 +22,8 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
+from devtools.harness import WRITE_OPERATIONS
+
 #: Faults that refuse the request before it is applied: kind -> (HTTP status, error code).
 REFUSALS: dict[str, tuple[int, str]] = {
     "conflict": (400, "TransactionConflictException"),
@@ -34,8 +36,6 @@ REFUSALS: dict[str, tuple[int, str]] = {
 APPLIED_THEN_LOST = "applied_then_lost"
 KINDS = (*REFUSALS, APPLIED_THEN_LOST)
 
-WRITE_OPERATIONS = ("TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem")
-READ_OPERATIONS = ("GetItem", "Query", "BatchGetItem")
 
 Chooser = Callable[[str, dict[str, Any]], str | None]
 
@@ -51,7 +51,6 @@ class FaultInjector:
     def __init__(self, choose: Chooser) -> None:
         self.choose = choose
         self.injected: Counter[str] = Counter()
-        self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     @classmethod
@@ -107,8 +106,6 @@ class FaultInjector:
     def _remember(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any):
         context["fault"] = self.choose(model.name, params)
         context["fault_items"] = len(params.get("TransactItems", []))
-        with self._lock:
-            self.calls[model.name] += 1
 
     def _before_call(self, model: Any, context: dict[str, Any], **_: Any):
         kind = context.get("fault")

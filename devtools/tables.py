@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from chalicelib.storage import TABLE_DEFINITION
+from chalicelib.storage.schema import TABLE_DEFINITION
 
 
 def create_table_if_missing(client: Any, table_name: str, protect: bool = False) -> bool:

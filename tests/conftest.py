@@ -21,13 +21,8 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib.storage import (
-    ENDPOINT_URL_ENV,
-    TABLE_NAME_ENV,
-    TicketStore,
-    forget_stores,
-    make_client,
-)
+from chalicelib.storage import TicketStore, forget_stores, make_client
+from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, DynamoDBLocal
 from devtools.tables import create_table_if_missing
 
@@ -141,23 +136,13 @@ def _reply(response: Any) -> Reply:
 
 @pytest.fixture
 def api(store: TicketStore) -> Iterator[Api]:
+    """The app through Chalice's test client, on the backend ``store`` chose."""
     from app import app
 
     with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
         yield Api(client)
 
 
-@pytest.fixture
-def moto_api(moto_store: TicketStore) -> Iterator[Api]:
-    from app import app
-
-    with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
-        yield Api(client)
-
-
-@pytest.fixture
-def local_api(local_store: TicketStore) -> Iterator[Api]:
-    from app import app
-
-    with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
-        yield Api(client)
+#: Run a test that takes ``store`` or ``api`` on one backend only.
+moto_only = pytest.mark.parametrize("store", ["moto"], indirect=True)
+local_only = pytest.mark.parametrize("store", ["dynamodb_local"], indirect=True)

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from chalicelib.audit import audit_events
-from chalicelib.storage import TicketStore, event_key, person_key
+from chalicelib.storage import TicketStore
+from chalicelib.storage.schema import event_key, person_key
 from devtools import audit as audit_cli
-from tests.conftest import Api
+from tests.conftest import Api, local_only, moto_only
 
 
 def seed(api: Api) -> int:
@@ -89,25 +90,27 @@ def invoke_scheduled_audit(api: Api) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("rule", sorted(CORRUPTIONS))
-def test_audit_names_each_broken_rule(moto_api: Api, moto_store: TicketStore, rule: str) -> None:
-    event_id = seed(moto_api)
-    assert audit_events(moto_store).clean
+@moto_only
+def test_audit_names_each_broken_rule(api: Api, store: TicketStore, rule: str) -> None:
+    event_id = seed(api)
+    assert audit_events(store).clean
 
-    CORRUPTIONS[rule](moto_store, event_id)
+    CORRUPTIONS[rule](store, event_id)
 
-    report = audit_events(moto_store)
+    report = audit_events(store)
     assert rule in {v.rule for v in report.violations}, report.to_json()
     assert not report.clean
 
 
+@moto_only
 def test_scheduled_audit_logs_one_error_line_per_violation(
-    moto_api: Api, moto_store: TicketStore, capsys: pytest.CaptureFixture[str]
+    api: Api, store: TicketStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clean_event, broken_event = seed(moto_api), seed(moto_api)
+    clean_event, broken_event = seed(api), seed(api)
     capsys.readouterr()
-    set_event(moto_store, broken_event, "SET waitingCount = :n", n=7)
+    set_event(store, broken_event, "SET waitingCount = :n", n=7)
 
-    result = invoke_scheduled_audit(moto_api)
+    result = invoke_scheduled_audit(api)
 
     assert result["eventsChecked"] == 2
     assert not result["clean"]
@@ -121,30 +124,32 @@ def test_scheduled_audit_logs_one_error_line_per_violation(
     assert summary["violationCount"] == 1
 
 
+@moto_only
 def test_scheduled_audit_of_a_clean_table_logs_no_error(
-    moto_api: Api, capsys: pytest.CaptureFixture[str]
+    api: Api, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seed(moto_api)
+    seed(api)
     capsys.readouterr()
-    result = invoke_scheduled_audit(moto_api)
+    result = invoke_scheduled_audit(api)
     assert result == {"clean": True, "eventsChecked": 1, "violations": []}
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["level"] for line in lines] == ["INFO"]
 
 
 @pytest.mark.dynamodb_local
+@local_only
 def test_audit_command_reports_json_and_exit_status(
-    local_api: Api, local_store: TicketStore, capsys: pytest.CaptureFixture[str]
+    api: Api, store: TicketStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    event_id = seed(local_api)
+    event_id = seed(api)
     capsys.readouterr()
-    endpoint = local_store.client.meta.endpoint_url
-    argv = ["--table", local_store.table_name, "--endpoint", endpoint]
+    endpoint = store.client.meta.endpoint_url
+    argv = ["--table", store.table_name, "--endpoint", endpoint]
 
     assert audit_cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["clean"] is True
 
-    set_event(local_store, event_id, "SET availableTickets = :n", n=9)
+    set_event(store, event_id, "SET availableTickets = :n", n=9)
     assert audit_cli.main([*argv, "--event", str(event_id)]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["eventsChecked"] == 1

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from chalicelib.audit import audit_event
-from chalicelib.models import BOOKED, NONE, WAITLISTED
+from chalicelib.models import Status
 from chalicelib.storage import TicketStore
 from devtools.dynamodb_local import LOCAL_CREDENTIALS
 
@@ -63,8 +63,8 @@ def client_worker(
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the service's request log lines)
     from chalicelib.retry import RetryPolicy
     from chalicelib.storage import ticket_store
-    from devtools.bench import LambdaInstance
-    from devtools.faults import READ_OPERATIONS, WRITE_OPERATIONS, FaultInjector
+    from devtools.faults import FaultInjector
+    from devtools.harness import READ_OPERATIONS, WRITE_OPERATIONS, LambdaInstance, RequestMeter
 
     store = ticket_store()
     # Fewer service-side attempts than in production, so that some requests do
@@ -73,6 +73,7 @@ def client_worker(
     faults = FaultInjector.random(
         FAULT_RATES, seed=index, operations=(*WRITE_OPERATIONS, *READ_OPERATIONS)
     ).attach(store.client)
+    meter = RequestMeter().attach(store.client)
     service = LambdaInstance()
     rng = random.Random(1000 + index)
     emails = [f"w{index}-p{n}@example.com" for n in range(EMAILS_PER_WORKER)]
@@ -119,9 +120,9 @@ def client_worker(
     for _ in range(REQUESTS_PER_WORKER):
         event_id = rng.choice(event_ids)
         email = rng.choice(emails)
-        heard = told.get((event_id, email), NONE)
+        heard = told.get((event_id, email), Status.NONE)
         body = {"eventId": event_id, "userEmail": email}
-        if heard == NONE or rng.random() < 0.1:
+        if heard == Status.NONE or rng.random() < 0.1:
             # Half the clients send an Idempotency-Key (one per booking they
             # mean to make); the others learn their standing after a 409.
             key = uuid.uuid4().hex if rng.random() < 0.5 else None
@@ -131,9 +132,9 @@ def client_worker(
                 if unsure and key is not None and not reply.get("idempotentReplay"):
                     figures["bookings made on a retry"] += 1
             elif status == 409:
-                if heard == NONE and (key is not None or not unsure):
+                if heard == Status.NONE and (key is not None or not unsure):
                     problems.append(f"{email} in {event_id}: 409 but was told nothing")
-                if heard == NONE:
+                if heard == Status.NONE:
                     told[(event_id, email)] = standing(event_id, email)
                     figures["409 after a lost answer, standing asked"] += 1
             else:
@@ -145,7 +146,7 @@ def client_worker(
                 # after it cancelled: the person held a place until then.
                 if status == 404 and not unsure:
                     problems.append(f"{email} in {event_id}: told {heard}, cancel answered 404")
-                told[(event_id, email)] = NONE
+                told[(event_id, email)] = Status.NONE
                 what = reply.get("previousStatus", "404") if status == 200 else "404"
                 figures[
                     {"BOOKED": "tickets given up", "WAITLISTED": "waiting list left"}.get(
@@ -155,7 +156,7 @@ def client_worker(
             else:
                 problems.append(f"{email} in {event_id}: cancel answered {status} {reply}")
     figures.update({f"injected {kind}": n for kind, n in faults.injected.items()})
-    figures["dynamodb calls"] = sum(faults.calls.values())
+    figures["dynamodb calls"] = meter.total
     results.put(({f"{e}|{m}": s for (e, m), s in told.items()}, dict(figures), problems))
 
 
@@ -194,22 +195,27 @@ def test_faults_under_concurrent_load_break_no_invariant(local_store: TicketStor
     holdings: dict[str, Any] = {}
     for event_id, capacity in zip(event_ids, CAPACITIES, strict=True):
         violations += audit_event(local_store, event_id)
-        event, places = local_store.event_partition(event_id)
+        partition = local_store.event_partition(event_id)
+        event, places = partition.event, partition.places
         assert event is not None
         assert event.booked_tickets <= capacity
         holdings.update({f"{event_id}|{p.email}": p for p in places})
     for key, heard in told.items():
         place = holdings.get(key)
-        held = place.status if place else NONE
-        if heard == BOOKED and held != BOOKED:
+        held = place.status if place else Status.NONE
+        if heard == Status.BOOKED and held != Status.BOOKED:
             problems.append(f"{key}: told BOOKED, holds {held}")
-        elif heard == WAITLISTED and held == NONE:
+        elif heard == Status.WAITLISTED and held == Status.NONE:
             problems.append(f"{key}: told WAITLISTED, holds nothing")
-        elif heard == NONE and held != NONE:
+        elif heard == Status.NONE and held != Status.NONE:
             problems.append(f"{key}: told it holds nothing, holds {held}")
     for key, place in holdings.items():
-        heard = told.get(key, NONE)
-        if place.status == BOOKED and heard == WAITLISTED and place.promoted_from_wait_key is None:
+        heard = told.get(key, Status.NONE)
+        if (
+            place.status == Status.BOOKED
+            and heard == Status.WAITLISTED
+            and place.promoted_from_wait_key is None
+        ):
             problems.append(f"{key}: holds a ticket it was never told about, not promoted")
 
     promoted = sum(1 for p in holdings.values() if p.promoted_from_wait_key is not None)

@@ -9,7 +9,7 @@ import pytest
 
 from chalicelib.observability import email_fingerprint
 from chalicelib.storage import TicketStore
-from tests.conftest import Api
+from tests.conftest import Api, moto_only
 
 
 def outcome_lines(captured: str) -> list[dict[str, Any]]:
@@ -17,16 +17,17 @@ def outcome_lines(captured: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("message") == "request outcome"]
 
 
+@moto_only
 def test_each_request_logs_one_json_line_with_its_outcome(
-    moto_api: Api, capsys: pytest.CaptureFixture[str]
+    api: Api, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    event_id = moto_api.create_event(1)
-    moto_api.book(event_id, "Alice@Example.com")
-    moto_api.book(event_id, "bob@example.com")
-    moto_api.book(event_id, "bob@example.com")
-    moto_api.cancel(event_id, "nobody@example.com")
-    moto_api.get(f"/status/{event_id}")
-    moto_api.post("/book", "{not json")
+    event_id = api.create_event(1)
+    api.book(event_id, "Alice@Example.com")
+    api.book(event_id, "bob@example.com")
+    api.book(event_id, "bob@example.com")
+    api.cancel(event_id, "nobody@example.com")
+    api.get(f"/status/{event_id}")
+    api.post("/book", "{not json")
 
     captured = capsys.readouterr().out
     lines = outcome_lines(captured)
@@ -47,25 +48,27 @@ def test_each_request_logs_one_json_line_with_its_outcome(
     assert "example.com" not in captured.lower()
 
 
+@moto_only
 def test_user_input_in_the_wrong_field_is_not_logged(
-    moto_api: Api, capsys: pytest.CaptureFixture[str]
+    api: Api, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    moto_api.post("/book", {"eventId": "dave@example.com", "userEmail": 7})
-    moto_api.get("/status/eve@example.com")
+    api.post("/book", {"eventId": "dave@example.com", "userEmail": 7})
+    api.get("/status/eve@example.com")
 
     captured = capsys.readouterr().out
     assert [line["eventId"] for line in outcome_lines(captured)] == [None, None]
     assert "example.com" not in captured
 
 
+@moto_only
 def test_unexpected_failure_is_logged_with_context_and_answers_a_generic_500(
-    moto_api: Api, moto_store: TicketStore, capsys: pytest.CaptureFixture[str]
+    api: Api, store: TicketStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    event_id = moto_api.create_event(5)
+    event_id = api.create_event(5)
     capsys.readouterr()
-    moto_store.client.delete_table(TableName=moto_store.table_name)  # the table vanishes
+    store.client.delete_table(TableName=store.table_name)  # the table vanishes
 
-    reply = moto_api.book(event_id, "carol@example.com")
+    reply = api.book(event_id, "carol@example.com")
 
     assert reply.status == 500
     assert reply.body == {

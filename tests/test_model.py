@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 
 from chalicelib.audit import audit_events
 from chalicelib.storage import TicketStore
-from tests.conftest import Api
+from tests.conftest import Api, local_only
 
 PEOPLE = ["ann", "bob", "cat", "dan", "eve"]
 EMAILS = st.sampled_from(PEOPLE).flatmap(
@@ -223,11 +223,10 @@ class BookingMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.dynamodb_local
-def test_service_agrees_with_the_model_on_random_histories(
-    local_api: Api, local_store: TicketStore
-) -> None:
-    BookingMachine.api = local_api
-    BookingMachine.store = local_store
+@local_only
+def test_service_agrees_with_the_model_on_random_histories(api: Api, store: TicketStore) -> None:
+    BookingMachine.api = api
+    BookingMachine.store = store
     run_state_machine_as_test(
         BookingMachine,
         settings=settings(

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from chalicelib.storage import TicketStore
-from tests.conftest import ROOT, Api
+from tests.conftest import ROOT, Api, local_only
 from tests.test_validation import table_snapshot
 
 SPEC = json.loads((ROOT / "docs" / "openapi.json").read_text())
@@ -198,23 +198,22 @@ HOSTILE = settings(
 
 
 @pytest.fixture
-def seeded(local_api: Api) -> Api:
+def seeded(api: Api) -> Api:
     """Event 1 (2 tickets) with one booking, so that valid requests find real data."""
-    event_id = local_api.create_event(2)
+    event_id = api.create_event(2)
     assert event_id == 1
-    local_api.book(event_id, "ann@example.com")
-    return local_api
+    api.book(event_id, "ann@example.com")
+    return api
 
 
+@local_only
 @HOSTILE
 @given(body=bodies("initialize"))
-def test_initialize_survives_hostile_bodies(
-    seeded: Api, local_store: TicketStore, body: Any
-) -> None:
+def test_initialize_survives_hostile_bodies(seeded: Api, store: TicketStore, body: Any) -> None:
     schema = operation("/initialize", "post")["requestBody"]["content"]["application/json"]
     check_answer(
         seeded,
-        local_store,
+        store,
         "/initialize",
         "post",
         lambda: post(seeded, "/initialize", body),
@@ -223,6 +222,7 @@ def test_initialize_survives_hostile_bodies(
     )
 
 
+@local_only
 @HOSTILE
 @given(
     path=st.sampled_from(["/book", "/cancel"]),
@@ -230,7 +230,7 @@ def test_initialize_survives_hostile_bodies(
     key=st.one_of(st.none(), st.text(max_size=110), st.just("retry-1")),
 )
 def test_book_and_cancel_survive_hostile_bodies(
-    seeded: Api, local_store: TicketStore, path: str, body: Any, key: str | None
+    seeded: Api, store: TicketStore, path: str, body: Any, key: str | None
 ) -> None:
     headers = {"Idempotency-Key": key} if key is not None and path == "/book" else None
     if headers and not all(0x20 <= ord(c) < 0x7F for c in key or ""):
@@ -238,7 +238,7 @@ def test_book_and_cancel_survive_hostile_bodies(
     schema = operation(path, "post")["requestBody"]["content"]["application/json"]["schema"]
     check_answer(
         seeded,
-        local_store,
+        store,
         path,
         "post",
         lambda: post(seeded, path, body, headers),
@@ -247,6 +247,7 @@ def test_book_and_cancel_survive_hostile_bodies(
     )
 
 
+@local_only
 @HOSTILE
 @given(
     template=st.sampled_from(
@@ -256,18 +257,19 @@ def test_book_and_cancel_survive_hostile_bodies(
     query=st.dictionaries(st.sampled_from(["userEmail", "limit", "x"]), QUERY_VALUES, max_size=2),
 )
 def test_reads_survive_hostile_paths_and_queries(
-    seeded: Api, local_store: TicketStore, template: str, segment: str, query: dict[str, str]
+    seeded: Api, store: TicketStore, template: str, segment: str, query: dict[str, str]
 ) -> None:
     url = template.replace("{eventId}", segment)
     if query:
         url += "?" + urlencode(query)
-    check_answer(seeded, local_store, template, "get", lambda: seeded.get(url))
+    check_answer(seeded, store, template, "get", lambda: seeded.get(url))
 
 
+@local_only
 @HOSTILE
 @given(query=st.dictionaries(st.sampled_from(["limit", "cursor", "x"]), QUERY_VALUES, max_size=3))
 def test_event_listing_survives_hostile_queries(
-    seeded: Api, local_store: TicketStore, query: dict[str, str]
+    seeded: Api, store: TicketStore, query: dict[str, str]
 ) -> None:
     url = "/events" + ("?" + urlencode(query) if query else "")
-    check_answer(seeded, local_store, "/events", "get", lambda: seeded.get(url))
+    check_answer(seeded, store, "/events", "get", lambda: seeded.get(url))

@@ -7,8 +7,7 @@ a cancellation reads the head of the waiting list and commits one transaction.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
@@ -16,29 +15,23 @@ import pytest
 from chalicelib import booking
 from chalicelib.audit import audit_event
 from chalicelib.storage import TicketStore, ticket_store
+from devtools.harness import RequestMeter
 from tests.conftest import Api
 
 
 @pytest.fixture
-def requests_made(store: TicketStore) -> Iterator[Counter[str]]:
-    counter: Counter[str] = Counter()
-
-    def count(model: object, **_: object) -> None:
-        counter[model.name] += 1  # type: ignore[attr-defined]
-
-    ticket_store().client.meta.events.register("before-call.dynamodb.*", count)
-    yield counter
+def requests_made(store: TicketStore) -> Iterator[RequestMeter]:
+    yield RequestMeter().attach(ticket_store().client)
 
 
-def measured(counter: Counter[str], call: object) -> dict[str, int]:
-    counter.clear()
-    assert callable(call)
+def measured(meter: RequestMeter, call: Callable[[], object]) -> dict[str, int]:
+    meter.reset()
     call()
-    return dict(counter)
+    return meter.snapshot()
 
 
 def test_each_operation_makes_the_fewest_requests_the_design_allows(
-    api: Api, requests_made: Counter[str]
+    api: Api, requests_made: RequestMeter
 ) -> None:
     event_id = api.create_event(2)
 
@@ -83,7 +76,7 @@ def test_a_stale_sold_out_hint_still_books_a_freed_ticket(api: Api) -> None:
 
 
 def test_a_cancellation_that_loses_the_head_promotes_the_next_in_line(
-    api: Api, requests_made: Counter[str], monkeypatch: pytest.MonkeyPatch
+    api: Api, requests_made: RequestMeter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event_id = api.create_event(2)
     for email in ("a@example.com", "b@example.com", "w1@example.com", "w2@example.com"):
@@ -96,7 +89,7 @@ def test_a_cancellation_that_loses_the_head_promotes_the_next_in_line(
         heads = read_heads(event, limit)
         monkeypatch.setattr(store, "waitlist_heads", read_heads)
         booking.cancel_booking(store, event, "b@example.com")  # promotes w1 meanwhile
-        requests_made.clear()
+        requests_made.reset()
         return heads  # now stale: w1 is no longer waiting
 
     monkeypatch.setattr(store, "waitlist_heads", heads_then_a_rival_cancels)
@@ -104,7 +97,7 @@ def test_a_cancellation_that_loses_the_head_promotes_the_next_in_line(
 
     assert reply.status == 200 and reply.body["ticketPassedToWaitingList"] is True
     # One failed attempt on w1, then w2 from the list already read: no new query.
-    assert dict(requests_made) == {"TransactWriteItems": 2}
+    assert requests_made.snapshot() == {"TransactWriteItems": 2}
     assert api.standing(event_id, "w1@example.com").body["status"] == "BOOKED"
     assert api.standing(event_id, "w2@example.com").body["status"] == "BOOKED"
     assert api.standing(event_id, "w3@example.com").body == {
@@ -126,7 +119,8 @@ def test_reads_follow_every_page(api: Api, monkeypatch: pytest.MonkeyPatch) -> N
     query = store.client.query
     monkeypatch.setattr(store.client, "query", lambda **params: query(**{"Limit": 2, **params}))
 
-    event, places = store.event_partition(first)
+    partition = store.event_partition(first)
+    event, places = partition.event, partition.places
     assert event is not None and len(places) == 5
     assert api.standing(first, "p4@example.com").body["position"] == 4
     assert list(store.event_ids()) == [first, second]

@@ -11,6 +11,7 @@ from chalicelib.errors import ServiceBusy
 from chalicelib.retry import RetryPolicy, is_transient
 from chalicelib.storage import TicketStore, ticket_store
 from devtools.faults import APPLIED_THEN_LOST, REFUSALS, FaultInjector
+from devtools.harness import RequestMeter
 from tests.conftest import Api
 from tests.test_validation import table_snapshot
 
@@ -102,13 +103,14 @@ def test_policy_does_not_retry_a_definite_answer() -> None:
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
 def test_booking_survives_transient_refusals(api: Api, kind: str) -> None:
     event_id = api.create_event(2)
+    meter = RequestMeter().attach(ticket_store().client)
     faults = FaultInjector.scripted("TransactWriteItems", [kind, kind]).attach(
         ticket_store().client
     )
     reply = api.book(event_id, "a@example.com")
     assert reply.status == 201
     assert faults.injected[kind] == 2
-    assert faults.calls["TransactWriteItems"] == 3
+    assert meter.snapshot() == {"TransactWriteItems": 3}
     status = api.status_of(event_id)
     assert (status["availableTickets"], status["bookedTickets"]) == (1, 1)
 
@@ -193,6 +195,7 @@ def test_applied_but_lost_booking_is_not_applied_twice(local_store: TicketStore)
     from chalicelib import booking
 
     event = booking.create_event(local_store, "Gig", 3)
+    meter = RequestMeter().attach(local_store.client)
     faults = FaultInjector.scripted("TransactWriteItems", [APPLIED_THEN_LOST] * 2).attach(
         local_store.client
     )
@@ -200,7 +203,7 @@ def test_applied_but_lost_booking_is_not_applied_twice(local_store: TicketStore)
     assert outcome.status == "BOOKED"
     assert faults.injected[APPLIED_THEN_LOST] == 2
     # Three sends of the same transaction, one effect.
-    assert faults.calls["TransactWriteItems"] == 3
+    assert meter.snapshot() == {"TransactWriteItems": 3}
     after = local_store.get_event(event.event_id)
     assert after is not None
     assert (after.available_tickets, after.booked_tickets) == (2, 1)

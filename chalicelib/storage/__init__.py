@@ -1,0 +1,14 @@
+"""DynamoDB access: the only package that knows the table, its keys and its expressions.
+
+schema      keys, prefixes, indexes, the table definition, access patterns
+items       item mapping, both ways, per item type
+conditions  the booking rules as named condition parts
+writes      the transactions, composed from those parts (pure, no I/O)
+store       ``TicketStore``: every request, retried, and failures with old items
+client      the client and store, created lazily and reused
+"""
+
+from chalicelib.storage.client import forget_stores, make_client, ticket_store
+from chalicelib.storage.store import EventPartition, TicketStore
+
+__all__ = ["EventPartition", "TicketStore", "forget_stores", "make_client", "ticket_store"]

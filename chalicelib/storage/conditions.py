@@ -1,0 +1,163 @@
+"""The booking rules, each a named condition part; every transaction is composed from these.
+
+A part is one clause of a DynamoDB condition expression that enforces one rule,
+with the placeholders it needs. The transactions in ``chalicelib.storage.writes``
+combine parts with ``&``; a read only ever chooses which transaction to try,
+so these parts are the rules: if a part is wrong, the service is wrong.
+
+``PARTS`` lists every part. ``tests/test_condition_guards.py`` weakens each one
+in turn (drops it, and swaps it for its ``loosened`` variant where it has one)
+and shows that a scenario then breaks an invariant, so no part is unguarded; a
+part added here without a scenario that needs it fails that test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from chalicelib.models import Status
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Values = Mapping[str, "AttributeValueTypeDef"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition expression with the attribute names and values it refers to."""
+
+    expression: str = ""
+    names: Mapping[str, str] = field(default_factory=dict)
+    values: Values = field(default_factory=dict)
+
+    def __and__(self, other: Condition) -> Condition:
+        """Both conditions; an empty side (a dropped clause) only lends its placeholders."""
+        expression = " AND ".join(e for e in (self.expression, other.expression) if e)
+        return Condition(expression, {**self.names, **other.names}, {**self.values, **other.values})
+
+
+@dataclass
+class ConditionPart:
+    """One named clause and the rule it guards.
+
+    ``parameter`` names the placeholder whose value each call supplies (a wait
+    key); ``constants`` are the placeholders with fixed values. ``loosened`` is
+    the nearest weaker clause, which the guard test swaps in to prove a
+    scenario needs the exact one.
+    """
+
+    name: str
+    expression: str
+    guards: str
+    loosened: str | None = None
+    names: Mapping[str, str] = field(default_factory=dict)
+    constants: Values = field(default_factory=dict)
+    parameter: str | None = None
+
+    def __call__(self, value: int | None = None) -> Condition:
+        values = dict(self.constants)
+        if self.parameter is not None:
+            if value is None:
+                raise TypeError(f"condition {self.name} needs a value for {self.parameter}")
+            values[self.parameter] = {"N": str(value)}
+        return Condition(self.expression, dict(self.names), values)
+
+
+PARTS: dict[str, ConditionPart] = {}
+
+_ZERO: Values = {":zero": {"N": "0"}}
+
+
+def _part(part: ConditionPart) -> ConditionPart:
+    PARTS[part.name] = part
+    return part
+
+
+event_is_new = _part(
+    ConditionPart(
+        "event_is_new",
+        "attribute_not_exists(PK)",
+        guards="creating an event never overwrites one, even when the id sequence lags"
+        " behind the table (after a restore, say)",
+    )
+)
+
+place_is_new = _part(
+    ConditionPart(
+        "place_is_new",
+        "attribute_not_exists(PK)",
+        guards="one place per person and event: a ticket or a waiting entry, never both"
+        " and never two",
+    )
+)
+
+tickets_left = _part(
+    ConditionPart(
+        "tickets_left",
+        "availableTickets > :zero",
+        loosened="availableTickets >= :zero",
+        constants=_ZERO,
+        guards="never sell more tickets than exist. It also fails on an unknown event"
+        " (no counter), so a booking never creates a half-made event",
+    )
+)
+
+sold_out = _part(
+    ConditionPart(
+        "sold_out",
+        "availableTickets = :zero",
+        loosened="availableTickets >= :zero",
+        constants=_ZERO,
+        guards="nobody waits while a ticket is free: a join commits only if none is"
+        " left (the sold-out hint it acted on may be stale)",
+    )
+)
+
+joins_after_last = _part(
+    ConditionPart(
+        "joins_after_last",
+        "lastWaitKey < :newWaitKey",
+        loosened="lastWaitKey <= :newWaitKey",
+        parameter=":newWaitKey",
+        guards="first in, first out: a new entry's key sorts after every entry's, so"
+        " the order of keys is the order of commits and no two entries share a key",
+    )
+)
+
+nobody_waiting = _part(
+    ConditionPart(
+        "nobody_waiting",
+        "waitingCount = :zero",
+        loosened="waitingCount >= :zero",
+        constants=_ZERO,
+        guards="a cancelled ticket goes back to the pool only if nobody waits for it"
+        " (someone may join between the cancellation's read of the list and its write)",
+    )
+)
+
+holds_ticket = _part(
+    ConditionPart(
+        "holds_ticket",
+        "#status = :booked",
+        names={"#status": "status"},
+        constants={":booked": {"S": Status.BOOKED}},
+        guards="only a ticket is cancelled as a ticket: a waiting place is left instead,"
+        " which moves other counters",
+    )
+)
+
+waits_with_key = _part(
+    ConditionPart(
+        "waits_with_key",
+        "waitKey = :heldWaitKey",
+        parameter=":heldWaitKey",
+        guards="the waiting entry that was read is still the one there. Only waiting"
+        " places carry a waitKey, so it also means 'still waiting': a stale leave"
+        " cannot delete a ticket the person was promoted to, and a promotion cannot"
+        " pick a person who left and joined again at the back (first in, first out)."
+        " A separate status clause would add nothing",
+    )
+)

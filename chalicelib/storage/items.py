@@ -1,0 +1,122 @@
+"""Item mapping, both ways: each item type's ``*_to_item`` and ``*_from_item`` side by side.
+
+Attribute names live here (and in the conditions and updates that name them in
+``chalicelib.storage.conditions`` and ``chalicelib.storage.writes``); keys come
+from ``chalicelib.storage.schema``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from chalicelib.models import Event, Place, Status
+from chalicelib.storage import schema
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+_deserializer = TypeDeserializer()
+
+
+class MalformedItem(ValueError):
+    """An item that no code path of the service writes (a hand edit or a bug): the audit
+    reports it; the booking paths never see one."""
+
+
+def number(value: int) -> AttributeValueTypeDef:
+    return {"N": str(value)}
+
+
+def string(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+# -- the event --------------------------------------------------------------------------
+
+
+def event_to_item(event: Event, creation_token: str) -> Item:
+    """``creation_token`` tells our own replayed create apart from a clash of ids."""
+    return {
+        **schema.event_key(event.event_id),
+        "GSI1PK": string(schema.EVENT_LIST_PARTITION),
+        "GSI1SK": number(event.event_id),
+        "eventId": number(event.event_id),
+        "name": string(event.name),
+        "totalTickets": number(event.total_tickets),
+        "availableTickets": number(event.available_tickets),
+        "bookedTickets": number(event.booked_tickets),
+        "waitingCount": number(event.waiting_list_count),
+        "lastWaitKey": number(event.last_wait_key),
+        "createdAt": string(event.created_at),
+        "creationToken": string(creation_token),
+    }
+
+
+def event_from_item(item: dict[str, Any]) -> Event:
+    data = _plain(item)
+    return Event(
+        event_id=int(data["eventId"]),
+        name=data["name"],
+        total_tickets=int(data["totalTickets"]),
+        available_tickets=int(data["availableTickets"]),
+        booked_tickets=int(data["bookedTickets"]),
+        waiting_list_count=int(data["waitingCount"]),
+        last_wait_key=int(data["lastWaitKey"]),
+        created_at=data["createdAt"],
+    )
+
+
+def creation_token_of(item: dict[str, Any]) -> str | None:
+    token = item.get("creationToken", {}).get("S")
+    return str(token) if token is not None else None
+
+
+# -- a person's place ---------------------------------------------------------------------
+
+
+def place_to_item(place: Place, now: str) -> Item:
+    """A new place taken at ``now``: a ticket, or a waiting entry with its ``waitKey``."""
+    item: Item = {
+        **schema.person_key(place.event_id, place.email),
+        "status": string(place.status),
+        "joinedAt": string(now),
+    }
+    if place.status == Status.BOOKED:
+        item["bookedAt"] = string(now)
+    if place.wait_key is not None:
+        item["waitKey"] = number(place.wait_key)
+    if place.request_key:
+        item["requestKey"] = string(place.request_key)
+    return item
+
+
+def place_from_item(item: dict[str, Any]) -> Place:
+    data = _plain(item)
+    raw_status = data.get("status", Status.WAITLISTED)
+    if raw_status not in (Status.BOOKED, Status.WAITLISTED):
+        raise MalformedItem(f"place with unknown status {raw_status!r}")
+    return Place(
+        event_id=schema.event_id_of(data["PK"]),
+        email=schema.email_of(data["SK"]),
+        status=Status(raw_status),
+        wait_key=_int_or_none(data.get("waitKey")),
+        request_key=data.get("requestKey"),
+        promoted_from_wait_key=_int_or_none(data.get("promotedFromWaitKey")),
+    )
+
+
+def waiting_place_from_index_item(item: dict[str, Any]) -> Place:
+    """The ``WaitingList`` index is keys-only: an entry there is a waiting place."""
+    return place_from_item({**item, "status": string(Status.WAITLISTED)})
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value is not None else None

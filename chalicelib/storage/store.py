@@ -1,0 +1,291 @@
+"""``TicketStore``: every request the service sends to DynamoDB, each retried by one policy.
+
+Transactions are built by ``chalicelib.storage.writes`` from the named parts in
+``chalicelib.storage.conditions``; this module sends them with a
+``ClientRequestToken`` that every retry reuses (so one whose answer was lost is
+not applied twice), and turns a cancellation into ``ConditionFailed`` carrying
+the old items.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.clock import now_iso
+from chalicelib.errors import ConditionFailed, Role, ServiceBusy
+from chalicelib.models import Event, Place
+from chalicelib.retry import RetryPolicy
+from chalicelib.storage import items, schema, writes
+from chalicelib.storage.items import MalformedItem
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import QueryOutputTypeDef
+
+
+@dataclass
+class EventPartition:
+    """Every item of one event, for audits: ``malformed`` describes items no code path writes."""
+
+    event: Event | None
+    places: list[Place] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+
+
+class TicketStore:
+    """All reads and writes of the booking table. Thread-safe (boto3 clients are)."""
+
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, retry: RetryPolicy | None = None
+    ) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.retry = retry or RetryPolicy()
+
+    # -- events -------------------------------------------------------------------------
+
+    def next_event_id(self, step: int = 1) -> int:
+        """Allocate the next event id (ids burnt by a failed create are skipped)."""
+        response = self.retry.run(
+            "UpdateItem",
+            partial(
+                self.client.update_item,
+                TableName=self.table_name,
+                Key=schema.sequence_key(),
+                UpdateExpression="ADD lastValue :step",
+                ExpressionAttributeValues={":step": items.number(step)},
+                ReturnValues="UPDATED_NEW",
+            ),
+        )
+        return int(response["Attributes"]["lastValue"]["N"])
+
+    def put_event(self, event: Event) -> bool:
+        """Create the event item (``event_is_new``); False if another event has that id.
+
+        A replay of our own write (its answer lost, then retried) counts as success.
+        """
+        request = writes.create_event(self.table_name, event, creation_token=uuid.uuid4().hex)
+        try:
+            self.retry.run("PutItem", partial(self.client.put_item, **request))
+        except ClientError as error:
+            if _error_code(error) != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
+            return items.creation_token_of(old) == items.creation_token_of(request["Item"])
+        return True
+
+    def get_event(self, event_id: int) -> Event | None:
+        item = self._get(schema.event_key(event_id))
+        return items.event_from_item(item) if item else None
+
+    def list_events(self, limit: int, before_id: int | None) -> tuple[list[Event], bool]:
+        """Events newest first, starting below ``before_id``; also says whether more exist."""
+        response = self.retry.run("Query", partial(self._events_by_newest, limit + 1, before_id))
+        ids = [int(item["GSI1SK"]["N"]) for item in response["Items"]]
+        found = {event.event_id: event for event in self._batch_get_events(ids[:limit])}
+        return [found[i] for i in ids[:limit] if i in found], len(ids) > limit
+
+    def newest_event_id(self) -> int:
+        """The highest event id in the table (0 when empty)."""
+        response = self.retry.run("Query", partial(self._events_by_newest, 1, None))
+        return max((int(i["GSI1SK"]["N"]) for i in response["Items"]), default=0)
+
+    def event_ids(self) -> Iterator[int]:
+        """Every event id, oldest first (all pages of ``EventsByNewest``): for audits."""
+        pages = self._query_pages(
+            IndexName=schema.EVENTS_BY_NEWEST_INDEX,
+            KeyConditionExpression="GSI1PK = :p",
+            ExpressionAttributeValues={":p": items.string(schema.EVENT_LIST_PARTITION)},
+        )
+        for page in pages:
+            yield from (int(item["GSI1SK"]["N"]) for item in page["Items"])
+
+    def _events_by_newest(self, limit: int, before_id: int | None) -> QueryOutputTypeDef:
+        condition = "GSI1PK = :p"
+        values = {":p": items.string(schema.EVENT_LIST_PARTITION)}
+        if before_id is not None:
+            condition += " AND GSI1SK < :before"
+            values[":before"] = items.number(before_id)
+        return self.client.query(
+            TableName=self.table_name,
+            IndexName=schema.EVENTS_BY_NEWEST_INDEX,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+
+    def _batch_get_events(self, ids: list[int]) -> list[Event]:
+        keys: list[Any] = [schema.event_key(i) for i in ids]
+        events: list[Event] = []
+        for attempt in range(1, self.retry.max_attempts + 1):
+            if not keys:
+                return events
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            response = self.retry.run(
+                "BatchGetItem", partial(self.client.batch_get_item, RequestItems=request)
+            )
+            events += map(items.event_from_item, response["Responses"].get(self.table_name, []))
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name)
+            keys = list(unprocessed["Keys"]) if unprocessed else []
+            if keys:
+                self.retry.back_off(attempt)
+        raise ServiceBusy("BatchGetItem: keys left unprocessed")
+
+    # -- places ---------------------------------------------------------------------------
+
+    def get_place(self, event_id: int, email: str) -> Place | None:
+        item = self._get(schema.person_key(event_id, email))
+        return items.place_from_item(item) if item else None
+
+    def waitlist_heads(self, event_id: int, limit: int) -> list[Place]:
+        """The first ``limit`` people on the waiting list, in order (strongly consistent)."""
+        response = self.retry.run(
+            "Query",
+            partial(
+                self.client.query,
+                TableName=self.table_name,
+                IndexName=schema.WAITING_LIST_INDEX,
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
+                ConsistentRead=True,
+                Limit=limit,
+            ),
+        )
+        return [items.waiting_place_from_index_item(item) for item in response["Items"]]
+
+    def count_waiting_up_to(self, event_id: int, wait_key: int) -> int:
+        """How many people wait with a key <= ``wait_key``: that entry's 1-based position."""
+        pages = self._query_pages(
+            IndexName=schema.WAITING_LIST_INDEX,
+            KeyConditionExpression="PK = :pk AND waitKey <= :k",
+            ExpressionAttributeValues={
+                ":pk": items.string(schema.event_partition(event_id)),
+                ":k": items.number(wait_key),
+            },
+            ConsistentRead=True,
+            Select="COUNT",
+        )
+        return sum(page["Count"] for page in pages)
+
+    def event_partition(self, event_id: int) -> EventPartition:
+        """Every item of one event (consistent): for audits and invariant checks."""
+        partition = EventPartition(event=None)
+        pages = self._query_pages(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
+            ConsistentRead=True,
+        )
+        for item in (item for page in pages for item in page["Items"]):
+            if schema.is_event_item(item):
+                partition.event = items.event_from_item(item)
+            elif schema.is_place_item(item):
+                try:
+                    partition.places.append(items.place_from_item(item))
+                except MalformedItem as error:
+                    partition.malformed.append(str(error))
+        return partition
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def book(self, event_id: int, email: str, request_key: str | None) -> None:
+        self._transact(writes.book(self.table_name, event_id, email, request_key, now_iso()))
+
+    def join_waitlist(
+        self, event_id: int, email: str, wait_key: int, request_key: str | None
+    ) -> None:
+        self._transact(
+            writes.join_waitlist(self.table_name, event_id, email, wait_key, request_key, now_iso())
+        )
+
+    def cancel_and_release(self, event_id: int, email: str) -> None:
+        self._transact(writes.cancel_and_release(self.table_name, event_id, email))
+
+    def cancel_and_promote(self, event_id: int, email: str, head: Place) -> None:
+        self._transact(writes.cancel_and_promote(self.table_name, event_id, email, head, now_iso()))
+
+    def leave_waitlist(self, event_id: int, email: str, wait_key: int) -> None:
+        self._transact(writes.leave_waitlist(self.table_name, event_id, email, wait_key))
+
+    def back_off(self, attempt: int) -> None:
+        """Wait a jittered moment before deciding again after losing a race."""
+        self.retry.back_off(attempt)
+
+    # -- building blocks ----------------------------------------------------------------------
+
+    def _get(self, key: schema.Key) -> dict[str, Any] | None:
+        response = self.retry.run(
+            "GetItem",
+            partial(self.client.get_item, TableName=self.table_name, Key=key, ConsistentRead=True),
+        )
+        return response.get("Item")
+
+    def _query_pages(self, **params: Any) -> Iterator[QueryOutputTypeDef]:
+        """Every page of one query, each page's request retried on its own."""
+        while True:
+            call: Callable[[], QueryOutputTypeDef] = partial(
+                self.client.query, TableName=self.table_name, **params
+            )
+            response = self.retry.run("Query", call)
+            yield response
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
+            params = {**params, "ExclusiveStartKey": start}
+
+    def _transact(self, operations: list[writes.Operation]) -> None:
+        """Run one transaction, retrying transient failures with the same idempotency token.
+
+        Raises ``ConditionFailed`` naming the roles whose conditions failed.
+        """
+        token = str(uuid.uuid4())
+        transact_items = [operation for _, operation in operations]
+        try:
+            self.retry.run(
+                "TransactWriteItems",
+                partial(
+                    self.client.transact_write_items,
+                    TransactItems=transact_items,
+                    ClientRequestToken=token,
+                ),
+            )
+        except ClientError as error:
+            if _error_code(error) != "TransactionCanceledException":
+                raise
+            failure = _condition_failure(operations, error.response.get("CancellationReasons", []))
+            if failure is None:
+                raise
+            raise failure from error
+
+
+def _condition_failure(
+    operations: list[writes.Operation], reasons: list[Any]
+) -> ConditionFailed | None:
+    """Which roles' conditions failed, with their items as DynamoDB returned them."""
+    old: dict[Role, dict[str, Any] | None] = {
+        role: reason.get("Item")
+        for (role, _), reason in zip(operations, reasons, strict=False)
+        if reason.get("Code") == "ConditionalCheckFailed"
+    }
+    if not old:
+        return None
+    event_item = old.get(Role.EVENT)
+    return ConditionFailed(
+        failed=frozenset(old),
+        old_event=items.event_from_item(event_item) if event_item else None,
+        old_places={
+            role: items.place_from_item(item)
+            for role, item in old.items()
+            if item and role != Role.EVENT
+        },
+    )
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,181 @@
+"""The transactions, built from named condition parts: pure functions, no I/O.
+
+Each returns the ``TransactItems`` of one ``TransactWriteItems`` call, each item
+tagged with its ``Role`` so that a cancellation can say whose condition failed.
+Every transaction updates the event item (the counters) together with the
+places it changes, so the counters and the places can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, cast
+
+from chalicelib.errors import Role
+from chalicelib.models import Event, Place, Status
+from chalicelib.storage import items, schema
+from chalicelib.storage.conditions import (
+    Condition,
+    event_is_new,
+    holds_ticket,
+    joins_after_last,
+    nobody_waiting,
+    place_is_new,
+    sold_out,
+    tickets_left,
+    waits_with_key,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+Operation = tuple[Role, "TransactWriteItemTypeDef"]
+
+_PLACEHOLDER = re.compile(r"[:#][A-Za-z0-9_]+")
+_ONE = Condition(values={":one": {"N": "1"}})
+
+#: The updates of the event item's counters.
+TAKE_TICKET = "SET availableTickets = availableTickets - :one, bookedTickets = bookedTickets + :one"
+RETURN_TICKET = (
+    "SET availableTickets = availableTickets + :one, bookedTickets = bookedTickets - :one"
+)
+JOIN_QUEUE = "SET waitingCount = waitingCount + :one, lastWaitKey = :newWaitKey"
+LEAVE_QUEUE = "SET waitingCount = waitingCount - :one"
+#: Promotion: the waiting place becomes a ticket, and keeps the key it waited with.
+PROMOTE = (
+    "SET #status = :booked, bookedAt = :now, promotedAt = :now,"
+    " promotedFromWaitKey = :heldWaitKey REMOVE waitKey"
+)
+
+
+def create_event(table: str, event: Event, creation_token: str) -> dict[str, Any]:
+    """The ``PutItem`` of a new event: ``event_is_new``."""
+    item = items.event_to_item(event, creation_token)
+    return {"TableName": table, "Item": item, **_expressions(event_is_new())}
+
+
+def book(
+    table: str, event_id: int, email: str, request_key: str | None, now: str
+) -> list[Operation]:
+    """Take one free ticket: guarded by ``place_is_new`` and ``tickets_left``."""
+    place = Place(event_id, email, Status.BOOKED, request_key=request_key)
+    return [
+        (Role.PERSON, _put(table, items.place_to_item(place, now), place_is_new())),
+        (Role.EVENT, _update_event(table, event_id, TAKE_TICKET, tickets_left())),
+    ]
+
+
+def join_waitlist(
+    table: str, event_id: int, email: str, wait_key: int, request_key: str | None, now: str
+) -> list[Operation]:
+    """Queue at the back: ``place_is_new``, ``sold_out`` and ``joins_after_last``."""
+    place = Place(event_id, email, Status.WAITLISTED, wait_key=wait_key, request_key=request_key)
+    after_last = joins_after_last(wait_key)
+    return [
+        (Role.PERSON, _put(table, items.place_to_item(place, now), place_is_new())),
+        (Role.EVENT, _update_event(table, event_id, JOIN_QUEUE, sold_out() & after_last)),
+    ]
+
+
+def cancel_and_release(table: str, event_id: int, email: str) -> list[Operation]:
+    """Give a ticket back to the pool: ``holds_ticket`` and ``nobody_waiting``."""
+    return [
+        (Role.PERSON, _delete(table, schema.person_key(event_id, email), holds_ticket())),
+        (Role.EVENT, _update_event(table, event_id, RETURN_TICKET, nobody_waiting())),
+    ]
+
+
+def cancel_and_promote(
+    table: str, event_id: int, email: str, head: Place, now: str
+) -> list[Operation]:
+    """Hand a ticket to ``head``: ``holds_ticket``, and ``waits_with_key`` for the head.
+
+    The event's update needs no condition of its own: ``booked`` and
+    ``available`` do not move, and the head's condition proves someone waits.
+    """
+    assert head.wait_key is not None, "only a waiting place can be promoted"
+    promote = Condition(
+        PROMOTE,
+        {"#status": "status"},
+        {":booked": {"S": Status.BOOKED}, ":now": {"S": now}},
+    )
+    return [
+        (Role.PERSON, _delete(table, schema.person_key(event_id, email), holds_ticket())),
+        (
+            Role.HEAD,
+            _update(
+                table,
+                schema.person_key(event_id, head.email),
+                promote,
+                waits_with_key(head.wait_key),
+            ),
+        ),
+        (Role.EVENT, _update_event(table, event_id, LEAVE_QUEUE, Condition())),
+    ]
+
+
+def leave_waitlist(table: str, event_id: int, email: str, wait_key: int) -> list[Operation]:
+    """Leave the queue (everyone behind moves up): ``waits_with_key``.
+
+    As in promotion, the event's update needs no condition: the person's
+    condition proves they wait, so the count is at least one.
+    """
+    return [
+        (Role.PERSON, _delete(table, schema.person_key(event_id, email), waits_with_key(wait_key))),
+        (Role.EVENT, _update_event(table, event_id, LEAVE_QUEUE, Condition())),
+    ]
+
+
+# -- building blocks ------------------------------------------------------------------------
+
+
+def _put(table: str, item: items.Item, condition: Condition) -> TransactWriteItemTypeDef:
+    return cast(
+        "TransactWriteItemTypeDef",
+        {"Put": {"TableName": table, "Item": item, **_expressions(condition)}},
+    )
+
+
+def _delete(table: str, key: schema.Key, condition: Condition) -> TransactWriteItemTypeDef:
+    return cast(
+        "TransactWriteItemTypeDef",
+        {"Delete": {"TableName": table, "Key": key, **_expressions(condition)}},
+    )
+
+
+def _update(
+    table: str, key: schema.Key, update: Condition, condition: Condition
+) -> TransactWriteItemTypeDef:
+    return cast(
+        "TransactWriteItemTypeDef",
+        {"Update": {"TableName": table, "Key": key, **_expressions(condition, update)}},
+    )
+
+
+def _update_event(
+    table: str, event_id: int, expression: str, condition: Condition
+) -> TransactWriteItemTypeDef:
+    return _update(table, schema.event_key(event_id), Condition(expression) & _ONE, condition)
+
+
+def _expressions(condition: Condition, update: Condition | None = None) -> dict[str, Any]:
+    """The request's expressions, with exactly the names and values they use.
+
+    DynamoDB rejects a name or value that no expression uses, so the merged
+    placeholders are filtered to the ones that appear.
+    """
+    request: dict[str, Any] = {}
+    parts = [condition] if update is None else [update, condition]
+    if update is not None:
+        request["UpdateExpression"] = update.expression
+    if condition.expression:
+        request["ConditionExpression"] = condition.expression
+        request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    used = set(_PLACEHOLDER.findall(" ".join(part.expression for part in parts)))
+    names = {k: v for part in parts for k, v in part.names.items() if k in used}
+    values = {k: v for part in parts for k, v in part.values.items() if k in used}
+    if names:
+        request["ExpressionAttributeNames"] = names
+    if values:
+        request["ExpressionAttributeValues"] = values
+    return request

@@ -1,0 +1,290 @@
+"""The flash sale itself: worker processes ("Lambda instances") running phases in lock-step.
+
+Each worker invokes the real Chalice app with API Gateway-shaped events
+(``devtools.harness.LambdaInstance``); every DynamoDB request and its consumed
+capacity is counted by ``devtools.harness.RequestMeter``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.clock import now_iso
+from chalicelib.models import Place, Status
+from chalicelib.storage import items, schema
+from devtools.dynamodb_local import LOCAL_CREDENTIALS, local_client
+from devtools.harness import LambdaInstance, RequestMeter
+
+#: phase name -> (what the phase's calls should answer, the endpoint they call)
+PHASES = {
+    "warmup": ("BOOKED", "/book"),
+    "warmup_baseline": ("BOOKED", None),
+    "book": ("BOOKED", "/book"),
+    "waitlist": ("WAITLISTED", "/book"),
+    "cancel_promote": ("PROMOTED", "/cancel"),
+    "baseline": ("BOOKED", None),
+    "large_first": ("BOOKED", "/book"),
+    "large_last": ("BOOKED", "/book"),
+}
+
+#: The partition of the bare baseline counter (not an event: no service code reads it).
+BASELINE_COUNTERS = ("BASELINE", "WARMUP_BASELINE")
+
+Job = tuple[str, int, list[str]]  # (phase, event id, this worker's emails)
+
+
+@dataclass
+class Sample:
+    """One measured call: its phase, what it answered, how long, what it cost."""
+
+    phase: str
+    outcome: str
+    seconds: float
+    finished: float
+    requests: int
+    write_units: float
+    read_units: float
+
+
+def kind(phase: str) -> str:
+    """``book_2`` (an ABBA block) -> ``book``."""
+    name, _, block = phase.rpartition("_")
+    return name if block.isdigit() else phase
+
+
+def outcome_of(phase: str, status: int, body: dict[str, Any]) -> str:
+    if phase == "cancel_promote":
+        if status == 200:
+            return "PROMOTED" if body.get("ticketPassedToWaitingList") else "RELEASED"
+        return f"HTTP {status}"
+    if status in (201, 202):
+        return str(body.get("status"))
+    return f"HTTP {status}"
+
+
+def put_baseline_counter(client: Any, table: str, counter: str, tickets: int) -> None:
+    client.put_item(
+        TableName=table,
+        Item={
+            "PK": items.string(counter),
+            "SK": items.string("COUNTER"),
+            "availableTickets": items.number(tickets),
+        },
+    )
+
+
+def baseline_booking(client: Any, table: str, email: str, counter: str = "BASELINE") -> str:
+    """The floor: the one transaction a booking needs, with no application code."""
+    try:
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": {"PK": items.string(counter), "SK": items.string("COUNTER")},
+                        "UpdateExpression": "SET availableTickets = availableTickets - :one",
+                        "ConditionExpression": "availableTickets > :zero",
+                        "ExpressionAttributeValues": {
+                            ":one": items.number(1),
+                            ":zero": items.number(0),
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {
+                            "PK": items.string(counter),
+                            "SK": items.string(schema.person_sort_key(email)),
+                            "status": items.string(Status.BOOKED),
+                        },
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+            ]
+        )
+        return "BOOKED"
+    except client.exceptions.TransactionCanceledException:
+        return "REFUSED"
+
+
+def _worker(endpoint: str, table: str, barrier: Any, jobs: list[Job], results: Any) -> None:
+    """One "Lambda instance": runs its share of each phase, starting with the others."""
+    os.environ.update(LOCAL_CREDENTIALS)
+    os.environ.update(
+        {
+            schema.TABLE_NAME_ENV: table,
+            schema.ENDPOINT_URL_ENV: endpoint,
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    # The service logs one line per request as in production; CloudWatch would
+    # take it from stdout, here it goes nowhere (but is still formatted).
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    meter = RequestMeter()
+    instance = LambdaInstance(meter)
+    baseline_client = local_client(endpoint, retries={"max_attempts": 1})
+    meter.attach(baseline_client)
+    samples: list[dict[str, Any]] = []
+    for phase, event_id, emails in jobs:
+        barrier.wait()  # the phase starts in every worker at once
+        path = PHASES[kind(phase)][1]
+        for email in emails:
+            meter.reset()
+            started = time.perf_counter()
+            if path is None:
+                counter = (
+                    BASELINE_COUNTERS[1] if phase.startswith("warmup") else BASELINE_COUNTERS[0]
+                )
+                outcome = baseline_booking(baseline_client, table, email, counter)
+            else:
+                status, body = instance.invoke(
+                    "POST", path, {"eventId": event_id, "userEmail": email}
+                )
+                outcome = outcome_of(phase, status, body)
+            seconds = time.perf_counter() - started
+            samples.append(
+                Sample(
+                    phase,
+                    outcome,
+                    seconds,
+                    time.time(),
+                    meter.total,
+                    meter.write_units,
+                    meter.read_units,
+                ).__dict__
+            )
+        barrier.wait()  # ...and ends when the last worker is done
+    results.put(samples)
+
+
+def run_phases(
+    endpoint: str,
+    table: str,
+    processes: int,
+    phases: list[Job],
+    before: dict[str, Callable[[], None]] | None = None,
+) -> tuple[list[Sample], dict[str, float]]:
+    """Run the phases in order across ``processes`` workers; return samples and durations.
+
+    Two barriers bracket each phase: every worker starts it at the same moment,
+    and the phase lasts until the last worker finished it. ``before[phase]``
+    runs in this process between phases, while the workers wait.
+    """
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes + 1)
+    results = context.Queue()
+    workers = []
+    for index in range(processes):
+        jobs = [(phase, event_id, emails[index::processes]) for phase, event_id, emails in phases]
+        workers.append(
+            context.Process(target=_worker, args=(endpoint, table, barrier, jobs, results))
+        )
+    for worker in workers:
+        worker.start()
+    durations = {}
+    for phase, _, _ in phases:
+        if before and phase in before:
+            before[phase]()
+        barrier.wait(timeout=900)
+        started = time.perf_counter()
+        barrier.wait(timeout=900)
+        durations[phase] = time.perf_counter() - started
+    samples = [Sample(**s) for _ in workers for s in results.get(timeout=600)]
+    for worker in workers:
+        worker.join(timeout=60)
+    return samples, durations
+
+
+def prefill_bookings(client: Any, table: str, event_id: int, count: int) -> None:
+    """Give ``count`` people a ticket directly (BatchWriteItem) and move the counters.
+
+    Only to put a large event in the state it would be in after ``count``
+    bookings, quickly: the items are the ones a booking writes (same mapping).
+    """
+    now = now_iso()
+    requests = [
+        {
+            "PutRequest": {
+                "Item": items.place_to_item(
+                    Place(event_id, f"filler{i:06d}@example.com", Status.BOOKED), now
+                )
+            }
+        }
+        for i in range(count)
+    ]
+    for start in range(0, len(requests), 25):
+        pending = {table: requests[start : start + 25]}
+        while pending:
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems")
+    client.update_item(
+        TableName=table,
+        Key=schema.event_key(event_id),
+        UpdateExpression="SET availableTickets = availableTickets - :n,"
+        " bookedTickets = bookedTickets + :n",
+        ExpressionAttributeValues={":n": items.number(count)},
+    )
+
+
+@dataclass
+class FlashSale:
+    """The planned run: its phases, what runs between them, and the events they use."""
+
+    phases: list[Job]
+    before: dict[str, Callable[[], None]]
+    sale_event_id: int
+    large_window: int
+
+
+def plan_flash_sale(store: Any, args: Any) -> FlashSale:
+    """Create the events and counters, and lay out the phases (see ``devtools.bench``)."""
+    from functools import partial
+
+    from chalicelib import booking
+
+    client, table = store.client, store.table_name
+    event = booking.create_event(store, "Flash sale", args.tickets)
+    warm = [f"warm{i:06d}@example.com" for i in range(args.warmup)]
+    warm_event = booking.create_event(store, "Warm-up", max(1, args.warmup))
+    put_baseline_counter(client, table, BASELINE_COUNTERS[0], args.tickets)
+    put_baseline_counter(client, table, BASELINE_COUNTERS[1], args.warmup)
+    emails = [f"fan{i:06d}@example.com" for i in range(args.users)]
+    buyers, waiters = emails[: args.tickets], emails[args.tickets :]
+    quarter = args.tickets // 4
+    quarters = [slice(i * quarter, args.tickets if i == 3 else (i + 1) * quarter) for i in range(4)]
+    # Warm-up first (DynamoDB Local's JVM compiles its hot paths during the
+    # first thousands of requests); then baseline and service alternate in ABBA
+    # blocks, so that a database still warming up (or any drift) weighs on both
+    # sides equally.
+    phases: list[Job] = [
+        ("warmup", warm_event.event_id, warm),
+        ("warmup_baseline", 0, warm),
+        *[
+            (f"{name}_{block}", event.event_id if name == "book" else 0, buyers[part])
+            for block, part in enumerate(quarters)
+            for name in (("baseline", "book") if block % 2 == 0 else ("book", "baseline"))
+        ],
+        ("waitlist", event.event_id, waiters),
+        ("cancel_promote", event.event_id, buyers[: args.cancels]),
+    ]
+    before: dict[str, Callable[[], None]] = {}
+    window = min(1000, args.large_event // 2)
+    if args.large_event:
+        # Bookings 1..window, then (filled in directly) up to
+        # large_event - window, then the last window bookings.
+        large = booking.create_event(store, "Large event", args.large_event)
+        crowd = [f"crowd{i:06d}@example.com" for i in range(2 * window)]
+        phases += [
+            ("large_first", large.event_id, crowd[:window]),
+            ("large_last", large.event_id, crowd[window:]),
+        ]
+        before["large_last"] = partial(
+            prefill_bookings, client, table, large.event_id, args.large_event - 2 * window
+        )
+    return FlashSale(phases, before, event.event_id, window)

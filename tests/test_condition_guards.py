@@ -1,0 +1,252 @@
+"""Every named condition part is needed: weaken any one, and a scenario breaks an invariant.
+
+``chalicelib.storage.conditions.PARTS`` lists the clauses that enforce the
+booking rules. For each part, and for each way of weakening it (dropping it;
+swapping in its ``loosened`` variant, such as ``<=`` for ``<``), the guard test
+runs the scenarios below against the weakened service on DynamoDB Local and
+requires at least one of them to fail. A part added later with no scenario that
+needs it fails that test, so no rule can go unguarded.
+
+Races are forced deterministically: ``after_first_call`` runs a rival's request
+between a read and the write that the read chose, which is exactly the window
+each condition exists for.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from chalicelib import booking
+from chalicelib.audit import audit_event
+from chalicelib.errors import AlreadyHoldsPlace
+from chalicelib.models import Status
+from chalicelib.storage import TicketStore
+from chalicelib.storage import conditions as condition_parts
+from chalicelib.storage.schema import sequence_key
+
+pytestmark = pytest.mark.dynamodb_local
+
+Scenario = Callable[[TicketStore, pytest.MonkeyPatch], None]
+
+
+@contextmanager
+def after_first_call(store: TicketStore, method: str, rival: Callable[[], Any]) -> Iterator[None]:
+    """The first call of ``store.<method>`` returns its answer, then ``rival`` runs at once.
+
+    The rival acts after the read and before the write that the read decides:
+    the read's answer is stale when the write is tried.
+    """
+    original = getattr(store, method)
+
+    def read_then_rival(*args: Any, **kwargs: Any) -> Any:
+        answer = original(*args, **kwargs)
+        setattr(store, method, original)  # one shot: the rival and later rounds read normally
+        rival()
+        return answer
+
+    setattr(store, method, read_then_rival)
+    try:
+        yield
+    finally:
+        setattr(store, method, original)
+
+
+def standing(store: TicketStore, event_id: int, email: str) -> tuple[Status, int | None]:
+    found = booking.get_standing(store, event_id, email)
+    return found.status, found.position
+
+
+def assert_clean(store: TicketStore, event_id: int) -> None:
+    assert audit_event(store, event_id) == []
+
+
+def new_event(store: TicketStore, tickets: int) -> int:
+    booking.sold_out_hints = booking.SoldOutHints()  # no hint survives from another scenario
+    return booking.create_event(store, "Guarded", tickets).event_id
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+def same_email_twice_holds_one_place(store: TicketStore, _: pytest.MonkeyPatch) -> None:
+    event_id = new_event(store, 1)
+    for email in ("a@example.com", "w@example.com"):  # a ticket, then a waiting place
+        booking.book_ticket(store, event_id, email)
+        with pytest.raises(AlreadyHoldsPlace):
+            booking.book_ticket(store, event_id, email)
+    assert_clean(store, event_id)
+
+
+def the_last_ticket_is_sold_once(store: TicketStore, _: pytest.MonkeyPatch) -> None:
+    event_id = new_event(store, 1)
+    assert booking.book_ticket(store, event_id, "a@example.com").status == Status.BOOKED
+    assert booking.book_ticket(store, event_id, "b@example.com").status == Status.WAITLISTED
+    assert_clean(store, event_id)
+
+
+def a_stale_sold_out_hint_still_books_a_freed_ticket(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    event_id = new_event(store, 1)
+    booking.book_ticket(store, event_id, "a@example.com")
+    booking.book_ticket(store, event_id, "b@example.com")  # this instance now thinks: sold out
+    booking.cancel_booking(store, event_id, "b@example.com")
+    booking.cancel_booking(store, event_id, "a@example.com")  # the ticket is free again
+    assert booking.book_ticket(store, event_id, "c@example.com").status == Status.BOOKED
+    assert_clean(store, event_id)
+
+
+def a_lagging_clock_still_queues_in_order(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two joins compute the same key (a clock behind the stored keys, a stale hint)."""
+    event_id = new_event(store, 1)
+    booking.book_ticket(store, event_id, "holder@example.com")
+    monkeypatch.setattr(booking, "time", types.SimpleNamespace(time_ns=lambda: 5))
+    booking.book_ticket(store, event_id, "w1@example.com")  # learns "sold out", joins with 5
+    booking.book_ticket(store, event_id, "w2@example.com")  # the hint's lastWaitKey is old: 5 again
+    assert standing(store, event_id, "w2@example.com") == (Status.WAITLISTED, 2)
+    assert_clean(store, event_id)
+
+
+def a_join_between_the_read_and_the_release_is_served(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    """The cancellation read an empty list; someone joined before it committed."""
+    event_id = new_event(store, 1)
+    booking.book_ticket(store, event_id, "holder@example.com")
+    newcomer = "newcomer@example.com"
+    with after_first_call(
+        store, "waitlist_heads", lambda: booking.book_ticket(store, event_id, newcomer)
+    ):
+        outcome = booking.cancel_booking(store, event_id, "holder@example.com")
+    assert outcome.promoted_waiting_person
+    assert standing(store, event_id, newcomer) == (Status.BOOKED, None)
+    assert_clean(store, event_id)
+
+
+def a_waiting_person_beyond_the_heads_read_leaves(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    """Not among the heads read, so first tried as a ticket holder: that must fail."""
+    event_id = new_event(store, 1)
+    booking.book_ticket(store, event_id, "holder@example.com")
+    waiting = [f"w{n:02d}@example.com" for n in range(booking.HEAD_WINDOW + 1)]
+    for email in waiting:
+        booking.book_ticket(store, event_id, email)
+    outcome = booking.cancel_booking(store, event_id, waiting[-1])
+    assert outcome.previous_status == Status.WAITLISTED
+    assert standing(store, event_id, waiting[0]) == (Status.WAITLISTED, 1)
+    assert_clean(store, event_id)
+
+
+def a_leave_racing_a_promotion_gives_back_the_ticket(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    """W decides to leave the list; before it commits, W is promoted to a ticket."""
+    event_id = new_event(store, 1)
+    booking.book_ticket(store, event_id, "holder@example.com")
+    booking.book_ticket(store, event_id, "w@example.com")
+    with after_first_call(
+        store,
+        "waitlist_heads",
+        lambda: booking.cancel_booking(store, event_id, "holder@example.com"),
+    ):
+        outcome = booking.cancel_booking(store, event_id, "w@example.com")
+    assert outcome.previous_status == Status.BOOKED  # what W held when the cancel took effect
+    assert store.get_event(event_id).available_tickets == 1  # type: ignore[union-attr]
+    assert_clean(store, event_id)
+
+
+def a_promotion_racing_a_rejoin_serves_the_list_in_order(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    """W1, the head that was read, leaves and joins again at the back before the promotion."""
+    event_id = new_event(store, 1)
+    for email in ("holder@example.com", "w1@example.com", "w2@example.com"):
+        booking.book_ticket(store, event_id, email)
+
+    def w1_leaves_and_rejoins() -> None:
+        booking.cancel_booking(store, event_id, "w1@example.com")
+        booking.book_ticket(store, event_id, "w1@example.com")
+
+    with after_first_call(store, "waitlist_heads", w1_leaves_and_rejoins):
+        booking.cancel_booking(store, event_id, "holder@example.com")
+    assert standing(store, event_id, "w2@example.com") == (Status.BOOKED, None)
+    assert standing(store, event_id, "w1@example.com") == (Status.WAITLISTED, 1)
+    assert_clean(store, event_id)
+
+
+def a_lagging_id_sequence_never_overwrites_an_event(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    """After a restore, say, the sequence hands out an id that is already taken."""
+    event_id = new_event(store, 2)
+    booking.book_ticket(store, event_id, "a@example.com")
+    store.client.update_item(
+        TableName=store.table_name,
+        Key=sequence_key(),
+        UpdateExpression="SET lastValue = :behind",
+        ExpressionAttributeValues={":behind": {"N": str(event_id - 1)}},
+    )
+    created = booking.create_event(store, "Later", 5)
+    assert created.event_id > event_id
+    assert store.get_event(event_id).booked_tickets == 1  # type: ignore[union-attr]
+    assert_clean(store, event_id)
+
+
+SCENARIOS: list[Scenario] = [
+    same_email_twice_holds_one_place,
+    the_last_ticket_is_sold_once,
+    a_stale_sold_out_hint_still_books_a_freed_ticket,
+    a_lagging_clock_still_queues_in_order,
+    a_join_between_the_read_and_the_release_is_served,
+    a_waiting_person_beyond_the_heads_read_leaves,
+    a_leave_racing_a_promotion_gives_back_the_ticket,
+    a_promotion_racing_a_rejoin_serves_the_list_in_order,
+    a_lagging_id_sequence_never_overwrites_an_event,
+]
+
+WEAKENINGS = [
+    (name, how)
+    for name, part in condition_parts.PARTS.items()
+    for how in ("drop", "loosen")
+    if how == "drop" or part.loosened is not None
+]
+
+
+def first_broken_scenario(store: TicketStore) -> str | None:
+    """Run every scenario; the name of the first whose assertions fail, if any."""
+    for scenario in SCENARIOS:
+        with pytest.MonkeyPatch.context() as patch:
+            try:
+                scenario(store, patch)
+            except (AssertionError, pytest.fail.Exception):
+                return scenario.__name__
+    return None
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_each_scenario_holds_with_the_real_conditions(
+    local_store: TicketStore, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario(local_store, monkeypatch)
+
+
+@pytest.mark.parametrize(("part", "how"), WEAKENINGS, ids=[f"{n}-{h}" for n, h in WEAKENINGS])
+def test_weakening_any_condition_part_breaks_a_scenario(
+    local_store: TicketStore, monkeypatch: pytest.MonkeyPatch, part: str, how: str
+) -> None:
+    condition = condition_parts.PARTS[part]
+    weaker = "" if how == "drop" else condition.loosened
+    monkeypatch.setattr(condition, "expression", weaker)
+
+    broken = first_broken_scenario(local_store)
+
+    assert broken is not None, f"no scenario needs {part} ({how}): {condition.guards}"
+    print(f"\n{part} ({how}) -> broke {broken}")
