@@ -7,8 +7,11 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: dev test install lint format clean-data clean check-java package audit smoke bench
 
+# make dev API_PORT=18000 DB_PORT=18001 runs a second copy next to the first.
+API_PORT ?= 8000
+DB_PORT ?= 8001
 dev: install check-java
-	$(BIN)/python -m devtools.dev_server
+	$(BIN)/python -m devtools.dev_server --api-port $(API_PORT) --db-port $(DB_PORT)
 
 test: install check-java lint package
 	$(BIN)/python -m pytest

@@ -54,8 +54,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stage_env = stage_environment(args.stage)
-    # A stage that names its endpoint and table (``local``) wins, as it does
-    # inside ``chalice local``; a stage that does not gets them from here.
+    # chalice local lets a stage's environment override the shell's, so the
+    # ``local`` stage names only its table: the endpoint comes from here, with
+    # the port ``make dev DB_PORT=...`` chose. A stage that pins one must agree.
     endpoint = stage_env.get(ENDPOINT_URL_ENV)
     if endpoint and args.db_port and not endpoint.endswith(f":{args.db_port}"):
         print(f"make dev: stage {args.stage} pins DynamoDB to {endpoint}", file=sys.stderr)
