@@ -232,15 +232,6 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
     with make_dev(project, api_port, db_port) as run:
         base_url = run.base_url
         assert (project / ".dynamodb" / "data").is_dir(), "data is not kept inside the clone"
-        smoke = subprocess.run(
-            [sys.executable, str(project / "scripts" / "smoke_test.py")],
-            env={**os.environ, "BASE_URL": base_url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert smoke.returncode == 0, smoke.stdout + smoke.stderr + run.output
-
         # 1. Steady writes: each one changes DynamoDB Local's file inside the clone.
         status, event = _post(base_url + "/initialize", {"name": "steady", "totalTickets": 150})
         assert status == 201, event
@@ -259,8 +250,9 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
             base_url + "/initialize", {"name": "rush", "totalTickets": RUSH_TICKETS}
         )
         assert status == 201, event
+        rush_event = event["eventId"]
         restarts_before = run.restarts()
-        outcomes = rush(api_port, event["eventId"])
+        outcomes = rush(api_port, rush_event)
         time.sleep(2)
         figures["rush"] = {
             "outcomes": dict(outcomes),
@@ -269,10 +261,16 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
         }
         print(f"\nmake dev under load: {json.dumps(figures)}")
         run.wait_until_answering()
-        report = audit_events(
-            TicketStore(local_client(run.db_endpoint), LOCAL_TABLE), [event["eventId"]]
+        smoke = subprocess.run(
+            [sys.executable, str(project / "scripts" / "smoke_test.py")],
+            env={**os.environ, "BASE_URL": base_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
-        status_after = _get(f"{base_url}/status/{event['eventId']}")
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr + run.output
+        report = audit_events(TicketStore(local_client(run.db_endpoint), LOCAL_TABLE), [rush_event])
+        status_after = _get(f"{base_url}/status/{rush_event}")
 
         assert figures["writes"]["errors"] == 0 and figures["writes"]["restarts"] == 0, figures
         assert figures["rush"]["errors"] == 0 and figures["rush"]["restarts"] == 0, figures
@@ -303,8 +301,7 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
     with make_dev(project, api_port, db_port) as run:
         assert _get(run.base_url + "/events?limit=100")["events"] == events_before
         standing = _get(
-            f"{run.base_url}/events/{events_before[0]['eventId']}/standing"
-            "?userEmail=rush0%40example.com"
+            f"{run.base_url}/events/{rush_event}/standing?userEmail=rush0%40example.com"
         )
         assert standing["status"] in ("BOOKED", "WAITLISTED")
         assert run.restarts() == 0, run.output
