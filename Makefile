@@ -7,8 +7,11 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: dev test install lint typecheck format clean-data clean check-java package audit smoke bench
 
+# make dev API_PORT=18000 DB_PORT=18001 runs a second copy next to the first.
+API_PORT ?= 8000
+DB_PORT ?= 8001
 dev: install check-java
-	$(BIN)/python -m devtools.dev_server
+	$(BIN)/python -m devtools.dev_server --api-port $(API_PORT) --db-port $(DB_PORT)
 
 test: install check-java lint typecheck package
 	$(BIN)/python -m pytest
@@ -31,13 +34,17 @@ BASE_URL ?= http://127.0.0.1:8000
 smoke:
 	BASE_URL=$(BASE_URL) $(PYTHON) scripts/smoke_test.py
 
+# chalice 1.34 requires pip<26.3: an unbounded upgrade installs a pip that
+# chalice's install then downgrades, or that conflicts with it in an existing venv.
+PIP_SPEC := pip<26.3
+
 install: $(PY_STAMP) $(NODE_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is required (found: $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade '$(PIP_SPEC)'
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 

@@ -2,6 +2,16 @@
 
 Stopping it (Ctrl-C) stops the API first, then DynamoDB Local; the data stays
 under ``.dynamodb/`` (git-ignored), so the next ``make dev`` finds it again.
+
+This module is also the API's reloader. ``chalice local``'s own reloader polls
+the whole project tree (``.venv`` and ``node_modules`` included) and restarts
+on any change there; DynamoDB Local's file lives in that tree, so every
+booking restarted the API and the requests in flight or arriving during the
+restart failed. Keeping the data outside the clone would break "the data is
+in ``.dynamodb/``", and chalice's watchdog-based watcher watches the same tree.
+So chalice runs with ``--no-autoreload`` and this process restarts it only when
+what chalice actually loads changes: ``app.py``, ``chalicelib/**/*.py`` and
+``.chalice/config.json`` (``SOURCE_PATTERNS``). Nothing else is looked at.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
@@ -21,6 +32,7 @@ from devtools.dynamodb_local import (
     DynamoDBLocal,
     DynamoDBLocalError,
     local_client,
+    port_in_use,
 )
 from devtools.tables import create_table_if_missing
 
@@ -28,6 +40,14 @@ API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
 DEFAULT_DB_PORT = 8001
 DEFAULT_TABLE = "ticket-booking-local"
+#: The files whose change reloads the API (globs relative to the project root).
+SOURCE_PATTERNS = ("app.py", "chalicelib/**/*.py", ".chalice/config.json")
+#: Seconds between two looks at the source files' mtimes.
+POLL_INTERVAL = 0.5
+#: Seconds a (re)started API has to accept connections.
+START_TIMEOUT = 60.0
+
+Snapshot = dict[str, tuple[int, int]]
 
 
 def stage_environment(stage: str) -> dict[str, str]:
@@ -36,15 +56,125 @@ def stage_environment(stage: str) -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Defaults are ``make dev``'s; the tests run a second copy on spare ports."""
+    """Defaults are ``make dev``'s; ``make dev API_PORT=... DB_PORT=...`` moves it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", default="local", help="Chalice stage (default: local)")
     parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT)
     parser.add_argument(
-        "--db-port", type=int, help="DynamoDB Local port (default: the stage's endpoint)"
+        "--db-port", type=int, help=f"DynamoDB Local port (default: {DEFAULT_DB_PORT})"
     )
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".dynamodb")
     return parser.parse_args(argv)
+
+
+def source_snapshot(root: Path) -> Snapshot:
+    """(mtime, size) of every source file chalice loads, keyed by relative path.
+
+    A file that appears or disappears changes the keys, so it counts as a change.
+    """
+    snapshot: Snapshot = {}
+    for pattern in SOURCE_PATTERNS:
+        for path in root.glob(pattern):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed between glob and stat
+                continue
+            snapshot[path.relative_to(root).as_posix()] = (stat.st_mtime_ns, stat.st_size)
+    return snapshot
+
+
+def changed_files(before: Snapshot, after: Snapshot) -> list[str]:
+    """The files added, removed or modified between two snapshots, sorted."""
+    return sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )
+
+
+class LocalApi:
+    """``chalice local`` (through ``devtools.local_api``) as a child process."""
+
+    def __init__(self, stage: str, port: int, env: dict[str, str]) -> None:
+        self.port = port
+        self.command = [
+            sys.executable,
+            "-m",
+            "devtools.local_api",
+            "local",
+            "--stage",
+            stage,
+            "--host",
+            API_HOST,
+            "--port",
+            str(port),
+            "--no-autoreload",
+        ]
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> bool:
+        """Start the API; True once it accepts connections, False if it exited."""
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            # Own session: a Ctrl-C in the terminal reaches only dev_server,
+            # which stops the API before the database behind it; stopping the
+            # group also reaches anything the app itself started.
+            start_new_session=True,
+            env=self.env,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if port_in_use(self.port):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+def serve_and_reload(api: LocalApi, root: Path = ROOT) -> None:
+    """Restart ``api`` whenever a source file changes, until interrupted.
+
+    A crashed API (say, a syntax error in app.py) is reported once and started
+    again on the next source change, the way chalice's reloader behaves.
+    """
+    sources = source_snapshot(root)
+    reported_exit = False
+    while True:
+        time.sleep(POLL_INTERVAL)
+        current = source_snapshot(root)
+        changed = changed_files(sources, current)
+        if not changed:
+            code = api.exit_code()
+            if code is not None and not reported_exit:
+                print(f"the API exited ({code}); it restarts on the next source change", flush=True)
+                reported_exit = True
+            continue
+        # Let a save that touches several files (git checkout, an IDE) finish.
+        time.sleep(POLL_INTERVAL)
+        sources = source_snapshot(root)
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        print(f"source changed ({changed[0]}{more}): reloading the API", flush=True)
+        api.stop()
+        reported_exit = False
+        if api.start():
+            print("API reloaded", flush=True)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -54,8 +184,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stage_env = stage_environment(args.stage)
-    # A stage that names its endpoint and table (``local``) wins, as it does
-    # inside ``chalice local``; a stage that does not gets them from here.
+    # chalice local lets a stage's environment override the shell's, so the
+    # ``local`` stage names only its table: the endpoint comes from here, with
+    # the port ``make dev DB_PORT=...`` chose. A stage that pins one must agree.
     endpoint = stage_env.get(ENDPOINT_URL_ENV)
     if endpoint and args.db_port and not endpoint.endswith(f":{args.db_port}"):
         print(f"make dev: stage {args.stage} pins DynamoDB to {endpoint}", file=sys.stderr)
@@ -71,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make dev: {error}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    api = None
+    env = {**os.environ, **LOCAL_CREDENTIALS, ENDPOINT_URL_ENV: endpoint, TABLE_NAME_ENV: table}
+    api = LocalApi(args.stage, args.api_port, env)
     try:
         created = create_table_if_missing(local_client(endpoint), table)
         print(
@@ -80,48 +212,17 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         print(f"API on http://{API_HOST}:{args.api_port}  (Ctrl-C stops both)", flush=True)
-        chalice = Path(sys.executable).with_name("chalice")
-        api = subprocess.Popen(
-            [
-                str(chalice),
-                "local",
-                "--stage",
-                args.stage,
-                "--host",
-                API_HOST,
-                "--port",
-                str(args.api_port),
-            ],
-            cwd=ROOT,
-            # Own process group: with autoreload, chalice runs the server in a
-            # child process, and stopping must reach both.
-            start_new_session=True,
-            env={
-                **os.environ,
-                **LOCAL_CREDENTIALS,
-                ENDPOINT_URL_ENV: endpoint,
-                TABLE_NAME_ENV: table,
-            },
-        )
-        return api.wait()
+        if not api.start():
+            return api.exit_code() or 1
+        print("edits to app.py, chalicelib/ and .chalice/config.json reload the API", flush=True)
+        serve_and_reload(api)
+        return 0
     except KeyboardInterrupt:
         return 0
     finally:
-        if api is not None:
-            _stop_process_group(api)
+        api.stop()
         database.stop()
         print("stopped the API and DynamoDB Local", flush=True)
-
-
-def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 if __name__ == "__main__":

@@ -1,63 +1,153 @@
-"""``make dev`` end to end: chalice local over DynamoDB Local with data on disk.
+"""``make dev`` end to end, run exactly as a new user runs it.
 
-Runs the same ``devtools.dev_server`` that ``make dev`` runs, on spare ports and
-a temporary data folder, as a real HTTP server. The smoke-test script (the one a
-user runs against a deployed stack) must pass against it, and after a stop and
-a restart the events and bookings must still be there.
+The test copies the project (what git tracks plus untracked files that are not
+ignored) into a temporary folder and runs ``make dev`` there: the same Makefile
+target, the same ``local`` stage, the same data folder inside the clone
+(``.dynamodb/``) and the same reload behaviour. Only the ports differ
+(``API_PORT``/``DB_PORT``), so it can run next to a developer's own ``make dev``.
+``.venv`` and ``node_modules`` are symlinked to this checkout's, so nothing is
+reinstalled.
+
+Against that server it checks what a real client meets: steady writes do not
+restart the API, a rush of simultaneous connections gets an HTTP answer for
+every request (and leaves the table consistent), an edit of the source reloads
+it, and a stop and start keep the data. An earlier version of this test ran the
+server with a data folder outside the project and missed that every database
+write restarted ``chalice local``.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devtools.dynamodb_local import free_port, port_in_use
+from chalicelib.audit import audit_events
+from chalicelib.storage import TicketStore
+from devtools.dynamodb_local import free_port, local_client, port_in_use
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.dynamodb_local
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]
+
+#: What a restart of the API looks like in ``make dev``'s output: chalice's own
+#: reloader, and ``devtools.dev_server``'s.
+RESTART_MARKERS = ("Restarting local dev server.", "reloading the API")
+LOCAL_TABLE = "ticket-booking-local"
+WRITES = 200
+WRITES_SECONDS = 20.0
+RUSH_CLIENTS = 100
+RUSH_TICKETS = 60
+
+
+def copy_project(destination: Path) -> Path:
+    """A throwaway clone of the working tree: tracked plus untracked, not ignored.
+
+    ``copy2`` keeps the mtimes, so make's install stamps stay newer than the
+    requirements; ``.venv`` and ``node_modules`` are links to the real ones.
+    """
+    listing = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listing.split("\0")):
+        source = ROOT / name
+        if not source.is_file():  # deleted in the working tree but still tracked
+            continue
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    for name in (".venv", "node_modules"):
+        (destination / name).symlink_to(ROOT / name, target_is_directory=True)
+    return destination
+
+
+class DevRun:
+    """One ``make dev`` process group, its output collected line by line."""
+
+    def __init__(self, project: Path, api_port: int, db_port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{api_port}"
+        self.db_endpoint = f"http://127.0.0.1:{db_port}"
+        # A make inside ``make test`` must not inherit the outer make's flags.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+        self.process = subprocess.Popen(
+            ["make", "dev", f"API_PORT={api_port}", f"DB_PORT={db_port}"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def restarts(self) -> int:
+        return sum(any(m in line for m in RESTART_MARKERS) for line in list(self.lines))
+
+    def wait_for_line(self, text: str, start: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines[start:]):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                pytest.fail(f"no {text!r} in make dev's output:\n{self.output}")
+            time.sleep(0.1)
+
+    def wait_until_answering(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not _answers(self.base_url + "/events"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"make dev did not start:\n{self.output}")
+            time.sleep(0.3)
+
+    def interrupt(self) -> None:
+        """What Ctrl-C in the terminal does: SIGINT to the whole process group."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._reader.join(timeout=10)
 
 
 @contextmanager
-def dev_server(data_dir: Path, api_port: int, db_port: int) -> Iterator[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "devtools.dev_server",
-        "--stage",
-        "test",
-        "--api-port",
-        str(api_port),
-        "--db-port",
-        str(db_port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base_url = f"http://127.0.0.1:{api_port}"
+def make_dev(project: Path, api_port: int, db_port: int) -> Iterator[DevRun]:
+    run = DevRun(project, api_port, db_port)
     try:
-        deadline = time.monotonic() + 90
-        while not _answers(base_url + "/events"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dev server did not start:\n{process.stdout.read()}")  # type: ignore[union-attr]
-            time.sleep(0.3)
-        yield base_url
+        run.wait_until_answering()
+        yield run
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
-    assert "stopped the API and DynamoDB Local" in output
+        run.interrupt()
+    assert "stopped the API and DynamoDB Local" in run.output, run.output
+    # make found everything installed: the copy shares the checkout's .venv and node_modules.
+    assert "pip install" not in run.output and "npm ci" not in run.output, run.output
 
 
 def _answers(url: str) -> bool:
@@ -68,34 +158,150 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
 
 
-def test_smoke_script_passes_and_a_restart_keeps_the_data(tmp_path: Path) -> None:
+def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def steady_writes(base_url: str, event_id: int) -> Counter[str]:
+    """``WRITES`` bookings (the first one the event's creation) at an even pace."""
+    outcomes: Counter[str] = Counter()
+    start = time.monotonic()
+    for i in range(WRITES):
+        time.sleep(max(0.0, start + i * WRITES_SECONDS / WRITES - time.monotonic()))
+        try:
+            status, _ = _post(
+                base_url + "/book", {"eventId": event_id, "userEmail": f"w{i}@example.com"}
+            )
+            outcomes[str(status)] += 1
+        except (OSError, http.client.HTTPException) as error:
+            outcomes[type(error).__name__] += 1
+    return outcomes
+
+
+def rush(api_port: int, event_id: int) -> Counter[str]:
+    """``RUSH_CLIENTS`` threads, released together, each on its own connection."""
+    barrier = threading.Barrier(RUSH_CLIENTS)
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        body = json.dumps({"eventId": event_id, "userEmail": f"rush{n}@example.com"})
+        connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=120)
+        try:
+            barrier.wait()
+            connection.request("POST", "/book", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            outcome = str(response.status)
+        except (OSError, http.client.HTTPException) as error:
+            outcome = type(error).__name__
+        finally:
+            connection.close()
+        with lock:
+            outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(RUSH_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return outcomes
+
+
+def _errors(outcomes: Counter[str]) -> int:
+    return sum(count for outcome, count in outcomes.items() if outcome not in ("201", "202"))
+
+
+def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "clone")
     api_port, db_port = free_port(), free_port()
-    with dev_server(tmp_path, api_port, db_port) as base_url:
+    figures: dict[str, Any] = {}
+
+    with make_dev(project, api_port, db_port) as run:
+        base_url = run.base_url
+        assert (project / ".dynamodb" / "data").is_dir(), "data is not kept inside the clone"
+        # 1. Steady writes: each one changes DynamoDB Local's file inside the clone.
+        status, event = _post(base_url + "/initialize", {"name": "steady", "totalTickets": 150})
+        assert status == 201, event
+        restarts_before = run.restarts()
+        writes = steady_writes(base_url, event["eventId"])
+        time.sleep(2)  # a poller that reacts to the last writes would do so by now
+        figures["writes"] = {
+            "outcomes": dict(writes),
+            "errors": _errors(writes),
+            "restarts": run.restarts() - restarts_before,
+        }
+
+        # 2. A rush on one event: every connection must get an HTTP answer.
+        run.wait_until_answering()
+        status, event = _post(
+            base_url + "/initialize", {"name": "rush", "totalTickets": RUSH_TICKETS}
+        )
+        assert status == 201, event
+        rush_event = event["eventId"]
+        restarts_before = run.restarts()
+        outcomes = rush(api_port, rush_event)
+        time.sleep(2)
+        figures["rush"] = {
+            "outcomes": dict(outcomes),
+            "errors": _errors(outcomes),
+            "restarts": run.restarts() - restarts_before,
+        }
+        print(f"\nmake dev under load: {json.dumps(figures)}")
+        run.wait_until_answering()
         smoke = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "smoke_test.py")],
+            [sys.executable, str(project / "scripts" / "smoke_test.py")],
             env={**os.environ, "BASE_URL": base_url},
             capture_output=True,
             text=True,
             timeout=120,
         )
-        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
-        assert "smoke test passed" in smoke.stdout
-        before = _get(base_url + "/events")["events"]
-        assert len(before) == 1
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr + run.output
+        report = audit_events(TicketStore(local_client(run.db_endpoint), LOCAL_TABLE), [rush_event])
+        status_after = _get(f"{base_url}/status/{rush_event}")
 
-    # Both processes are gone: nothing listens on either port any more.
+        assert figures["writes"]["errors"] == 0 and figures["writes"]["restarts"] == 0, figures
+        assert figures["rush"]["errors"] == 0 and figures["rush"]["restarts"] == 0, figures
+        assert outcomes == {"201": RUSH_TICKETS, "202": RUSH_CLIENTS - RUSH_TICKETS}, figures
+        assert report.clean, report.to_json()
+        assert status_after["bookedTickets"] == RUSH_TICKETS
+        assert status_after["waitingListCount"] == RUSH_CLIENTS - RUSH_TICKETS
+
+        # 3. Editing the source reloads the API, and the next request sees the edit.
+        restarts_before, seen = run.restarts(), len(run.lines)
+        token = f"probe-{time.monotonic_ns()}"
+        with (project / "app.py").open("a") as app_source:
+            app_source.write(
+                f'\n\n@app.route("/reload-probe")\ndef reload_probe() -> dict:\n'
+                f'    return {{"probe": "{token}"}}\n'
+            )
+        run.wait_for_line("API reloaded", seen, timeout=60)
+        assert _get(base_url + "/reload-probe") == {"probe": token}
+        assert run.restarts() - restarts_before == 1, run.output[-3000:]
+
+        events_before = _get(base_url + "/events?limit=100")["events"]
+
+    # Ctrl-C stopped both processes: nothing listens on either port any more.
     assert not port_in_use(api_port)
     assert not port_in_use(db_port)
 
-    with dev_server(tmp_path, api_port, db_port) as base_url:
-        after = _get(base_url + "/events")["events"]
-        assert after == before
+    # 4. Stop and start again: the same events and places, from .dynamodb/ in the clone.
+    with make_dev(project, api_port, db_port) as run:
+        assert _get(run.base_url + "/events?limit=100")["events"] == events_before
         standing = _get(
-            f"{base_url}/events/{before[0]['eventId']}/standing?userEmail=cat%40example.com"
+            f"{run.base_url}/events/{rush_event}/standing?userEmail=rush0%40example.com"
         )
-        assert standing["status"] == "BOOKED"
+        assert standing["status"] in ("BOOKED", "WAITLISTED")
+        assert run.restarts() == 0, run.output
