@@ -61,7 +61,7 @@ def actions_called_by_the_code() -> set[str]:
     it is authorised as the plain action (``{"Put": ...}`` needs PutItem).
     """
     actions: set[str] = set()
-    for path in (ROOT / "chalicelib").glob("*.py"):
+    for path in (ROOT / "chalicelib").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if (
