@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: dev test install lint typecheck format clean-data clean check-java package audit smoke bench
+.PHONY: dev test install lint typecheck openapi format clean-data clean check-java package audit smoke bench
 
 # make dev API_PORT=18000 DB_PORT=18001 runs a second copy next to the first.
 API_PORT ?= 8000
@@ -63,6 +63,10 @@ check-java:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# docs/openapi.json, generated from chalicelib/contract (the app serves the same at /openapi.json).
+openapi: install
+	$(BIN)/python -m devtools.openapi
 
 # Strict mypy on the code the Lambda ships (app.py, chalicelib/); see pyproject.toml.
 typecheck: install

@@ -13,6 +13,7 @@ from typing import Any
 from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
 
 from chalicelib import audit, booking, validation
+from chalicelib.contract import openapi as contract_openapi
 from chalicelib.http import RequestObserver, json_body
 from chalicelib.models import Status
 from chalicelib.storage import ticket_store
@@ -129,6 +130,13 @@ def standing(eventId: str) -> Response:  # noqa: N803
         },
         status_code=200,
     )
+
+
+@app.route("/openapi.json", methods=["GET"])
+@observe
+def openapi() -> Response:
+    """The OpenAPI description, generated from the declarations the validation uses."""
+    return Response(body=contract_openapi.document(), status_code=200)
 
 
 @app.schedule(Rate(1, unit=Rate.HOURS))

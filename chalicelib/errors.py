@@ -26,6 +26,14 @@ class InvalidRequest(BookingError):
         super().__init__(f"{field}: {problem}")
 
 
+class BodyTooLarge(BookingError):
+    """The request body is larger than the contract allows (HTTP 413)."""
+
+
+class UnsupportedMediaType(BookingError):
+    """The body is not JSON encoded as UTF-8 (HTTP 415)."""
+
+
 class EventNotFound(BookingError):
     def __init__(self, event_id: int) -> None:
         self.event_id = event_id

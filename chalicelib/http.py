@@ -1,12 +1,14 @@
-"""The HTTP edge: map domain errors to status codes and log one line per request.
+"""The HTTP edge: the request body, domain errors to status codes, one log line per request.
 
-Chalice's own error classes keep the ``{"Code", "Message"}`` body shape for 4xx;
-503 and 500 are built as ``Response`` objects because they carry a custom code
-or header (``Retry-After``).
+Chalice's own error classes keep the ``{"Code", "Message"}`` body shape for
+4xx; 413, 415, 503 and 500 are built as ``Response`` objects with the same
+shape because Chalice has no class for them or they carry a header
+(``Retry-After``).
 """
 
 from __future__ import annotations
 
+import binascii
 import functools
 import logging
 import sys
@@ -21,23 +23,24 @@ from chalice.app import (
     ChaliceViewError,
     ConflictError,
     NotFoundError,
+    Request,
     Response,
 )
 
+from chalicelib.contract import body as raw_body
+from chalicelib.contract import schemas
+from chalicelib.contract.check import check
 from chalicelib.errors import (
     AlreadyHoldsPlace,
+    BodyTooLarge,
     BookingError,
     EventNotFound,
     InvalidRequest,
     NoPlaceHeld,
     ServiceBusy,
+    UnsupportedMediaType,
 )
-from chalicelib.observability import email_fingerprint, log_event
-from chalicelib.validation import parse_json_object
-
-#: The current request's body, parsed once by ``RequestObserver``: the JSON
-#: object, or the ``InvalidRequest`` that says why it is not one.
-_parsed_body: ContextVar[dict[str, Any] | InvalidRequest] = ContextVar("parsed_body")
+from chalicelib.observability import email_fingerprint, log_event, log_failure_safely
 
 _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
     InvalidRequest: BadRequestError,
@@ -45,33 +48,66 @@ _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
     NoPlaceHeld: NotFoundError,
     AlreadyHoldsPlace: ConflictError,
 }
+#: Errors Chalice has no class for: (status, ``Code``).
+_OTHER_ERRORS: dict[type[BookingError], tuple[int, str]] = {
+    BodyTooLarge: (413, "RequestEntityTooLargeError"),
+    UnsupportedMediaType: (415, "UnsupportedMediaType"),
+}
+
+#: The current request's body, parsed at most once: the JSON object, or the
+#: error that says why it is not one. Unset until a route asks for it.
+_parsed_body: ContextVar[dict[str, Any] | BookingError | None] = ContextVar(
+    "parsed_body", default=None
+)
+_current_request: ContextVar[Request | None] = ContextVar("current_request", default=None)
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> Response:
+    return Response(
+        body={"Code": code, "Message": message}, status_code=status, headers=dict(headers)
+    )
 
 
 def service_busy_response(error: ServiceBusy) -> Response:
-    return Response(
-        body={"Code": "ServiceUnavailable", "Message": str(error)},
-        status_code=503,
-        headers={"Retry-After": str(error.retry_after_seconds)},
+    return error_response(
+        503, "ServiceUnavailable", str(error), **{"Retry-After": str(error.retry_after_seconds)}
     )
 
 
 def internal_error_response() -> Response:
-    return Response(
-        body={"Code": "InternalServerError", "Message": "An internal server error occurred"},
-        status_code=500,
-    )
+    return error_response(500, "InternalServerError", "An internal server error occurred")
+
+
+def request_bytes(request: Request) -> bytes:
+    """The body as sent. API Gateway hands Lambda text (or base64); chalice local, bytes."""
+    try:
+        raw = request.raw_body
+    except UnicodeEncodeError:
+        raise UnsupportedMediaType("send JSON encoded as UTF-8") from None
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("body", "is not valid base64") from None
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
 
 
 def json_body() -> dict[str, Any]:
-    """The request's body as a JSON object, or ``InvalidRequest`` naming what is wrong."""
-    body = _parsed_body.get()
-    if isinstance(body, InvalidRequest):
-        raise body
-    return body
+    """The request's body as a JSON object, or the error naming what is wrong with it."""
+    parsed = _parsed_body.get()
+    if parsed is None:
+        try:
+            request = _current_request.get()
+            assert request is not None, "json_body() outside a request"
+            raw_body.check_content_type(request.headers.get("content-type"))
+            parsed = raw_body.parse_json_object(request_bytes(request))
+        except BookingError as error:
+            parsed = error
+        _parsed_body.set(parsed)
+    if isinstance(parsed, BookingError):
+        raise parsed
+    return parsed
 
 
 class RequestObserver:
-    """Decorates a route: parses its body once, times it, maps errors, and logs one line.
+    """Decorates a route: guards the body's size, maps errors, times it, logs one line.
 
     Usage: ``observe = RequestObserver(app)`` then ``@observe`` under ``@app.route``;
     the log line's ``action`` is the view function's name.
@@ -80,77 +116,103 @@ class RequestObserver:
     def __init__(self, app: Chalice) -> None:
         self.app = app
 
-    def __call__(self, view: Callable[..., Response]) -> Callable[..., Any]:
+    def __call__(self, view: Callable[..., Response]) -> Callable[..., Response]:
         action = view.__name__
 
         @functools.wraps(view)
-        def handle(**uri_params: Any) -> Any:
+        def handle(**uri_params: Any) -> Response:
             started = time.perf_counter()
-            status, outcome, level = 500, "InternalServerError", logging.ERROR
-            response: Any = None
+            response, outcome = internal_error_response(), "InternalServerError"
             failure: Any = None
             try:
-                self._parse_body()
-                response = view(**uri_params)
-                status = response.status_code
-                body = response.body if isinstance(response.body, dict) else {}
-                outcome, level = str(body.get("status", "OK")), logging.INFO
+                response, outcome = self._respond(view, uri_params)
                 return response
-            except ServiceBusy as error:
-                status, outcome, level = 503, "ServiceBusy", logging.WARNING
-                response = service_busy_response(error)
-                return response
-            except BookingError as error:
-                chalice_error = _CHALICE_ERRORS[type(error)]
-                status, outcome = chalice_error.STATUS_CODE, type(error).__name__
-                level = logging.INFO
-                raise chalice_error(str(error)) from None
             except Exception:
-                failure = sys.exc_info()  # logged with the outcome line below
-                response = internal_error_response()
+                failure = sys.exc_info()
                 return response
             finally:
-                log_event(
-                    level,
-                    "request outcome",
-                    exc_info=failure,
-                    action=action,
-                    outcome=outcome,
-                    statusCode=status,
-                    durationMs=round((time.perf_counter() - started) * 1000, 2),
-                    **self._request_context(uri_params, response),
-                )
+                self._log(action, response, outcome, failure, started, uri_params)
 
         return handle
 
-    def _parse_body(self) -> None:
+    def _respond(
+        self, view: Callable[..., Response], uri_params: dict[str, Any]
+    ) -> tuple[Response, str]:
+        """The answer, and the outcome its log line reports (the domain error's name)."""
         request = self.app.current_request
+        _current_request.set(request)
+        _parsed_body.set(None)
         try:
-            _parsed_body.set(parse_json_object(request.raw_body if request else None))
-        except InvalidRequest as error:
-            _parsed_body.set(error)
+            if request is not None:
+                raw_body.check_size(request_bytes(request))
+            response = view(**uri_params)
+        except ServiceBusy as error:
+            return service_busy_response(error), "ServiceBusy"
+        except BookingError as error:
+            if type(error) in _OTHER_ERRORS:
+                status, code = _OTHER_ERRORS[type(error)]
+            else:
+                chalice_error = _CHALICE_ERRORS[type(error)]
+                status, code = chalice_error.STATUS_CODE, chalice_error.__name__
+            return error_response(status, code, str(error)), type(error).__name__
+        body = response.body if isinstance(response.body, dict) else {}
+        return response, str(body.get("status", "OK"))
 
-    def _request_context(self, uri_params: dict[str, Any], response: Any) -> dict[str, Any]:
-        """eventId and a pseudonym of the email, read leniently (the body may be invalid)."""
-        request = self.app.current_request
-        parsed = _parsed_body.get(None)
+    def _log(
+        self,
+        action: str,
+        response: Response,
+        outcome: str,
+        failure: Any,
+        started: float,
+        uri_params: dict[str, Any],
+    ) -> None:
+        """One line per request. Logging never changes the answer: a failure here is
+        reported as safely as possible and swallowed."""
+        try:
+            status = response.status_code
+            body = response.body if isinstance(response.body, dict) else {}
+            level = {503: logging.WARNING, 500: logging.ERROR}.get(status, logging.INFO)
+            log_event(
+                level,
+                "request outcome",
+                exc_info=failure,
+                action=action,
+                outcome=outcome,
+                statusCode=status,
+                durationMs=round((time.perf_counter() - started) * 1000, 2),
+                **self._request_context(uri_params, body),
+            )
+        except Exception as error:
+            log_failure_safely(action, error)
+
+    def _request_context(
+        self, uri_params: dict[str, Any], answer: dict[str, Any]
+    ) -> dict[str, Any]:
+        """eventId and a pseudonym of the email: only values that passed their checks."""
+        parsed = _parsed_body.get()
         body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-        response_body = getattr(response, "body", None)
-        event_id = uri_params.get("eventId") or body.get("eventId")
-        if event_id is None and isinstance(response_body, dict):
-            event_id = response_body.get("eventId")
-        # Only a well-formed id is logged: the field is user input, and could
-        # hold anything (an email address, a megabyte of text).
-        if isinstance(event_id, str) and event_id.isascii() and event_id.isdigit():
-            event_id = int(event_id)
-        if isinstance(event_id, bool) or not isinstance(event_id, int):
-            event_id = None
-        context: dict[str, Any] = {"eventId": event_id}
+        event_id = _valid_or_none(schemas.EVENT_ID, uri_params.get("eventId", body.get("eventId")))
+        if event_id is None:
+            event_id = _valid_or_none(schemas.EVENT_ID, answer.get("eventId"))
+        context: dict[str, Any] = {"eventId": int(event_id) if event_id is not None else None}
+        request = _current_request.get()
         email = body.get("userEmail")
         if email is None and request is not None and request.query_params:
             email = request.query_params.get("userEmail")
-        if isinstance(email, str):
+        if isinstance(email, str) and _valid_or_none(schemas.EMAIL, email) is not None:
             context["user"] = email_fingerprint(email)
         if request is not None:
             context["requestId"] = (request.context or {}).get("requestId")
         return context
+
+
+def _valid_or_none(schema: schemas.Schema, value: Any) -> Any:
+    """``value`` if it passes ``schema``: user input is logged only once it is well-formed."""
+    if value is None:
+        return None
+    try:
+        check(schema, value, "logged")
+    except InvalidRequest:
+        return None
+    return value

@@ -7,6 +7,7 @@ a metric filter such as ``{ $.outcome = "ServiceBusy" }`` can match.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -61,3 +62,12 @@ def email_fingerprint(email: str) -> str:
 
 def log_event(level: int, message: str, exc_info: Any = None, **fields: Any) -> None:
     get_logger().log(level, message, exc_info=exc_info, extra={"fields": fields})
+
+
+def log_failure_safely(action: str, error: Exception) -> None:
+    """Report that a log line could not be written, with nothing taken from the request."""
+    with contextlib.suppress(Exception):  # nowhere left to report to
+        get_logger().error(
+            "request logging failed",
+            extra={"fields": {"action": action, "error": type(error).__name__}},
+        )

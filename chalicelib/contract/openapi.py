@@ -1,0 +1,90 @@
+"""The OpenAPI 3.1 description, generated from the contract's declarations.
+
+Served by ``GET /openapi.json``; ``make openapi`` writes the same document to
+``docs/openapi.json``, and a test fails if that copy is stale.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from chalicelib.contract import schemas
+from chalicelib.contract.operations import OPERATIONS, Answer, Operation, Parameter
+
+TITLE = "Event ticket booking service"
+VERSION = "1.1.0"
+
+
+@cache
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION, "description": _description()},
+        "paths": paths,
+        "components": {
+            "schemas": {
+                **schemas.COMPONENTS,
+                "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+            }
+        },
+    }
+
+
+def _description() -> str:
+    return (
+        "Book tickets for events; a sold-out event has a first-in-first-out waiting list."
+        ' Errors use the {"Code", "Message"} shape and the message names the problem.'
+        " Every constraint is a schema keyword, and these hold for every request:"
+        f" a body is at most {schemas.MAX_BODY_BYTES:,} bytes (413), is JSON encoded as"
+        " UTF-8 with Content-Type application/json (415 otherwise),"
+        f" nests at most {schemas.MAX_JSON_DEPTH} levels, repeats no key, and holds no"
+        " control character or lone surrogate in any string (400); integers are written"
+        " without a fraction or exponent (5, not 5.0)."
+    )
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    spec: dict[str, Any] = {"operationId": operation.operation_id, "summary": operation.summary}
+    if operation.parameters:
+        spec["parameters"] = [_parameter(p) for p in operation.parameters]
+    if operation.body:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(operation.body)}},
+        }
+    spec["responses"] = {
+        str(status): _answer(answer) for status, answer in sorted(operation.answers.items())
+    }
+    return spec
+
+
+def _parameter(parameter: Parameter) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": parameter.name,
+        "in": parameter.location,
+        "required": parameter.required,
+        "schema": parameter.schema,
+    }
+    if parameter.description:
+        spec["description"] = parameter.description
+    return spec
+
+
+def _answer(answer: Answer) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "description": answer.description,
+        "content": {"application/json": {"schema": _ref(answer.schema)}},
+    }
+    if answer.headers:
+        spec["headers"] = {
+            name: {"required": True, "schema": schema} for name, schema in answer.headers.items()
+        }
+    return spec
+
+
+def _ref(component: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{component}"}
