@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chalicelib.models import Event, Place, Status
-from chalicelib.observability import log_event
+from chalicelib.observability import count, flush_metrics, log_event
 from chalicelib.storage import EventPartition, TicketStore
 
 #: A busy event's partition can span several 1 MB query pages, read at slightly
@@ -87,6 +87,9 @@ def run_scheduled_audit(store: TicketStore) -> AuditReport:
         eventsChecked=report.events_checked,
         violationCount=len(report.violations),
     )
+    count("AuditViolations", len(report.violations))
+    count("EventsAudited", report.events_checked)
+    flush_metrics()
     return report
 
 

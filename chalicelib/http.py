@@ -40,7 +40,16 @@ from chalicelib.errors import (
     ServiceBusy,
     UnsupportedMediaType,
 )
-from chalicelib.observability import email_fingerprint, log_event, log_failure_safely
+from chalicelib.observability import (
+    bind_request,
+    count,
+    email_fingerprint,
+    flush_metrics,
+    log_event,
+    log_failure_safely,
+    unbind_request,
+)
+from chalicelib.retry import reset_retry_count, retry_count
 
 _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
     InvalidRequest: BadRequestError,
@@ -125,6 +134,7 @@ class RequestObserver:
             response, outcome = internal_error_response(), "InternalServerError"
             failure: Any = None
             try:
+                self._bind()
                 response, outcome = self._respond(view, uri_params)
                 return response
             except Exception:
@@ -132,8 +142,14 @@ class RequestObserver:
                 return response
             finally:
                 self._log(action, response, outcome, failure, started, uri_params)
+                unbind_request()
 
         return handle
+
+    def _bind(self) -> None:
+        request = self.app.current_request
+        request_id = (request.context or {}).get("requestId") if request is not None else None
+        bind_request(request_id, getattr(self.app, "lambda_context", None))
 
     def _respond(
         self, view: Callable[..., Response], uri_params: dict[str, Any]
@@ -142,6 +158,7 @@ class RequestObserver:
         request = self.app.current_request
         _current_request.set(request)
         _parsed_body.set(None)
+        reset_retry_count()
         try:
             if request is not None:
                 raw_body.check_size(request_bytes(request))
@@ -183,6 +200,8 @@ class RequestObserver:
                 durationMs=round((time.perf_counter() - started) * 1000, 2),
                 **self._request_context(uri_params, body),
             )
+            _count_outcome(status, body)
+            flush_metrics()
         except Exception as error:
             log_failure_safely(action, error)
 
@@ -202,8 +221,6 @@ class RequestObserver:
             email = request.query_params.get("userEmail")
         if isinstance(email, str) and _valid_or_none(schemas.EMAIL, email) is not None:
             context["user"] = email_fingerprint(email)
-        if request is not None:
-            context["requestId"] = (request.context or {}).get("requestId")
         return context
 
 
@@ -216,3 +233,19 @@ def _valid_or_none(schema: schemas.Schema, value: Any) -> Any:
     except InvalidRequest:
         return None
     return value
+
+
+#: The metric each answer counts; a replayed booking is not a new one.
+_OUTCOME_METRICS = {201: "Bookings", 202: "WaitlistJoins", 409: "Conflicts", 503: "ServiceBusy"}
+
+
+def _count_outcome(status: int, body: dict[str, Any]) -> None:
+    """The request's metrics: what it did, and how many DynamoDB retries it took."""
+    creates_a_place = status not in (201, 202) or "userEmail" in body  # 201 also creates events
+    if status in _OUTCOME_METRICS and creates_a_place and not body.get("idempotentReplay"):
+        count(_OUTCOME_METRICS[status])
+    if body.get("status") == "CANCELLED":
+        count("Cancellations")
+        if body.get("ticketPassedToWaitingList"):
+            count("Promotions")
+    count("DynamoDBRetries", retry_count())

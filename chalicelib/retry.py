@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -23,6 +24,18 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 from chalicelib.errors import ServiceBusy
 
 T = TypeVar("T")
+
+#: Retries made so far in the current request (a metric: retries per request).
+_retries: ContextVar[int] = ContextVar("retries", default=0)
+
+
+def reset_retry_count() -> None:
+    _retries.set(0)
+
+
+def retry_count() -> int:
+    return _retries.get()
+
 
 #: Error codes that mean "not now", never "no": the request can be sent again unchanged.
 TRANSIENT_ERROR_CODES = frozenset(
@@ -110,6 +123,7 @@ class RetryPolicy:
                     raise ServiceBusy(
                         f"{operation}: {_describe(error)}", maybe_applied=maybe_applied
                     ) from error
+                _retries.set(_retries.get() + 1)
                 self.back_off(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from chalicelib.observability import KEY_ENV
 from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
 from devtools.dynamodb_local import (
     LOCAL_CREDENTIALS,
@@ -47,7 +49,19 @@ POLL_INTERVAL = 0.5
 #: Seconds a (re)started API has to accept connections.
 START_TIMEOUT = 60.0
 
+#: make dev's own secrets (git-ignored): made once, kept across runs.
+LOCAL_SECRETS = ROOT / ".local"
+
 Snapshot = dict[str, tuple[int, int]]
+
+
+def local_secret(path: Path) -> str:
+    """A random secret kept in ``path`` (created on first use, readable by its owner only)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def stage_environment(stage: str) -> dict[str, str]:
@@ -202,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make dev: {error}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    env = {**os.environ, **LOCAL_CREDENTIALS, ENDPOINT_URL_ENV: endpoint, TABLE_NAME_ENV: table}
+    env = {
+        **os.environ,
+        **LOCAL_CREDENTIALS,
+        ENDPOINT_URL_ENV: endpoint,
+        TABLE_NAME_ENV: table,
+        KEY_ENV: local_secret(LOCAL_SECRETS / "log-pseudonym.key"),
+    }
     api = LocalApi(args.stage, args.api_port, env)
     try:
         created = create_table_if_missing(local_client(endpoint), table)

@@ -110,6 +110,7 @@ class LambdaInstance:
         resource: str | None = None,
         path_parameters: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
+        request_id: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """One API Gateway proxy event through the app; ``resource`` is the route template."""
         headers = {"content-type": "application/json"}
@@ -132,7 +133,7 @@ class LambdaInstance:
             "requestContext": {
                 "resourcePath": resource or path,
                 "httpMethod": method,
-                "requestId": str(uuid.uuid4()),
+                "requestId": request_id or str(uuid.uuid4()),
                 "apiId": "harness",
                 "stage": "api",
             },

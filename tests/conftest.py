@@ -21,6 +21,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib.observability import KEY_ENV
 from chalicelib.storage import TicketStore, forget_stores, make_client
 from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, DynamoDBLocal
@@ -39,6 +40,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in LOCAL_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv(KEY_ENV, "test-pseudonym-key")
     forget_stores()
     yield
     forget_stores()
@@ -146,3 +148,19 @@ def api(store: TicketStore) -> Iterator[Api]:
 #: Run a test that takes ``store`` or ``api`` on one backend only.
 moto_only = pytest.mark.parametrize("store", ["moto"], indirect=True)
 local_only = pytest.mark.parametrize("store", ["dynamodb_local"], indirect=True)
+
+
+def log_and_metric_lines(output: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Log lines, and the metric values of the embedded-metric-format documents, apart."""
+    documents = [json.loads(line) for line in output.splitlines()]
+    logs = [d for d in documents if "_aws" not in d]
+    metrics: dict[str, float] = {}
+    for document in (d for d in documents if "_aws" in d):
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "TicketBooking"
+        assert [set(d) for d in directive["Dimensions"]] == [{"service", "stage"}]
+        assert document["stage"] == "test"
+        for metric in directive["Metrics"]:
+            value = document[metric["Name"]]  # Powertools writes a list of values
+            metrics[metric["Name"]] = sum(value) if isinstance(value, list) else value
+    return logs, metrics

@@ -16,7 +16,7 @@ from chalicelib.audit import audit_events
 from chalicelib.storage import TicketStore
 from chalicelib.storage.schema import event_key, person_key
 from devtools import audit as audit_cli
-from tests.conftest import Api, local_only, moto_only
+from tests.conftest import Api, local_only, log_and_metric_lines, moto_only
 
 
 def seed(api: Api) -> int:
@@ -114,7 +114,8 @@ def test_scheduled_audit_logs_one_error_line_per_violation(
 
     assert result["eventsChecked"] == 2
     assert not result["clean"]
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines, metrics = log_and_metric_lines(capsys.readouterr().out)
+    assert metrics == {"AuditViolations": 1, "EventsAudited": 2}
     errors = [line for line in lines if line["message"] == "invariant violation"]
     assert [(e["level"], e["eventId"], e["rule"]) for e in errors] == [
         ("ERROR", broken_event, "waiting-count")
@@ -132,7 +133,8 @@ def test_scheduled_audit_of_a_clean_table_logs_no_error(
     capsys.readouterr()
     result = invoke_scheduled_audit(api)
     assert result == {"clean": True, "eventsChecked": 1, "violations": []}
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines, metrics = log_and_metric_lines(capsys.readouterr().out)
+    assert metrics == {"AuditViolations": 0, "EventsAudited": 1}
     assert [line["level"] for line in lines] == ["INFO"]
 
 

@@ -223,3 +223,67 @@ def test_api_stage_is_throttled(template: dict[str, Any]) -> None:
 def test_no_hard_coded_table_name_reaches_prod(template: dict[str, Any]) -> None:
     text = json.dumps(template)
     assert not re.search(r"ticket-booking-(prod|local|chalice)", text)
+
+
+def test_the_pseudonym_key_is_generated_and_readable_by_the_api_function_only(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    secret = resources["LogPseudonymKey"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    variables = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert variables["LOG_PSEUDONYM_SECRET_ARN"] == {"Ref": "LogPseudonymKey"}
+    assert variables["STAGE"] == "prod"
+    grants = [
+        (name, r["Properties"])
+        for name, r in resources.items()
+        if r["Type"] == "AWS::IAM::Policy" and "LogPseudonymKey" in json.dumps(r)
+    ]
+    [(_, policy)] = grants
+    assert policy["Roles"] == [{"Ref": "ApiHandlerRole"}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement == {
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": {"Ref": "LogPseudonymKey"},
+    }
+
+
+def test_access_logs_carry_no_query_string(template: dict[str, Any]) -> None:
+    settings = template["Resources"]["RestAPI"]["Properties"]["AccessLogSetting"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(settings["Format"])
+    assert fields["resourcePath"] == "$context.resourcePath"  # the route template, no query
+    assert not any(
+        token in settings["Format"]
+        for token in ("querystring", "$context.path", "requestOverride", "$input")
+    )
+    assert template["Resources"]["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == 30
+
+
+def test_alarms_watch_5xx_503_and_the_audit_and_notify_a_topic(template: dict[str, Any]) -> None:
+    alarms = {
+        name: r["Properties"]
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    watched = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert watched == {
+        ("AWS/ApiGateway", "5XXError"),
+        ("TicketBooking", "ServiceBusy"),
+        ("TicketBooking", "AuditViolations"),
+        ("TicketBooking", "EventsAudited"),
+        ("AWS/Lambda", "Errors"),
+    }
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        if alarm["Namespace"] == "TicketBooking":  # the EMF metrics' own dimensions
+            assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+                "service": "ticket-booking",
+                "stage": "prod",
+            }
+    [audit_errors] = [a for a in alarms.values() if a["MetricName"] == "Errors"]
+    assert audit_errors["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Fn::Sub": "${AWS::StackName}-audit"}}
+    ]

@@ -36,9 +36,8 @@ KEYWORDS = frozenset(
 PATTERN_PROBLEMS = {
     schemas.EMAIL_PATTERN: "is not a valid email address",
     schemas.NAME_PATTERN: "must contain a visible character and no control characters",
-    schemas.EVENT_ID_DIGITS: "must be a positive integer",
+    schemas.EVENT_ID_DIGITS: "must be a positive integer of at most 18 digits",
     schemas.IDEMPOTENCY_KEY_PATTERN: "must be 1-100 letters, digits or . _ : -",
-    schemas.CURSOR_PATTERN: "is not a cursor this API returned",
 }
 _TYPE_PROBLEMS = {
     "string": "must be a string",
