@@ -5,13 +5,19 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: dev test install lint typecheck openapi format clean-data clean check-java package audit smoke bench
+.PHONY: dev test token install lint typecheck openapi format clean-data clean check-java package audit smoke bench
 
 # make dev API_PORT=18000 DB_PORT=18001 runs a second copy next to the first.
 API_PORT ?= 8000
 DB_PORT ?= 8001
 dev: install check-java
 	$(BIN)/python -m devtools.dev_server --api-port $(API_PORT) --db-port $(DB_PORT)
+
+# A bearer token that make dev accepts: make token EMAIL=you@example.com [ROLE=organiser]
+# [EXPIRES_IN=seconds] (negative: already expired). Prints the token alone.
+token: install
+	@$(BIN)/python -m devtools.issuer --email "$(EMAIL)" \
+		$(if $(ROLE),--role $(ROLE)) $(if $(EXPIRES_IN),--expires-in=$(EXPIRES_IN))
 
 test: install check-java lint typecheck package
 	$(BIN)/python -m pytest

@@ -1,8 +1,10 @@
 """HTTP routes of the ticket booking service.
 
-Each route parses and validates the request, calls one domain function in
-``chalicelib.booking``, and shapes the JSON answer. Errors are mapped to HTTP
-(and every request logged) by ``RequestObserver``.
+Each route parses and validates the request, authorises it, calls one domain
+function in ``chalicelib.booking``, and shapes the JSON answer.
+``RequestObserver`` verifies the caller's token against the operation's access
+level (``chalicelib.contract.operations``) before the route runs, maps errors to
+HTTP, and logs every request.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
 
 from chalicelib import audit, booking, validation
 from chalicelib.contract import openapi as contract_openapi
+from chalicelib.errors import InvalidRequest
 from chalicelib.http import RequestObserver, json_body
-from chalicelib.models import Status
+from chalicelib.identity.access import current_caller
+from chalicelib.models import Standing, Status
 from chalicelib.storage import ticket_store
 
 app = Chalice(app_name="ticket-booking")
@@ -37,7 +41,13 @@ def _query(name: str) -> str | None:
 @observe
 def initialize() -> Response:
     new_event = validation.parse_new_event(json_body())
-    event = booking.create_event(ticket_store(), new_event.name, new_event.total_tickets)
+    event = booking.create_event(
+        ticket_store(),
+        new_event.name,
+        new_event.total_tickets,
+        owner_id=current_caller().subject,
+        waiting_list_cap=new_event.waiting_list_cap or booking.DEFAULT_WAITING_LIST_CAP,
+    )
     return Response(body=event.to_json(), status_code=201)
 
 
@@ -46,8 +56,9 @@ def initialize() -> Response:
 def book() -> Response:
     place = validation.parse_place_request(json_body())
     request_key = validation.parse_idempotency_key(_request().headers.get("idempotency-key"))
-    outcome = booking.book_ticket(ticket_store(), place.event_id, place.email, request_key)
-    body = {"eventId": place.event_id, "userEmail": place.email, "status": outcome.status}
+    email = booking.acting_for(ticket_store(), current_caller(), place.event_id, place.email)
+    outcome = booking.book_ticket(ticket_store(), place.event_id, email, request_key)
+    body = {"eventId": place.event_id, "userEmail": email, "status": outcome.status}
     if outcome.replayed:
         body["idempotentReplay"] = True
     if outcome.status == Status.BOOKED:
@@ -63,7 +74,8 @@ def book() -> Response:
 @observe
 def cancel() -> Response:
     place = validation.parse_place_request(json_body())
-    outcome = booking.cancel_booking(ticket_store(), place.event_id, place.email)
+    email = booking.acting_for(ticket_store(), current_caller(), place.event_id, place.email)
+    outcome = booking.cancel_booking(ticket_store(), place.event_id, email)
     message = (
         "Your booking has been cancelled successfully"
         if outcome.previous_status == Status.BOOKED
@@ -73,7 +85,7 @@ def cancel() -> Response:
         body={
             "message": message,
             "eventId": place.event_id,
-            "userEmail": place.email,
+            "userEmail": email,
             "status": outcome.status,
             "previousStatus": outcome.previous_status,
             "ticketPassedToWaitingList": outcome.promoted_waiting_person,
@@ -118,18 +130,35 @@ def get_event(eventId: str) -> Response:  # noqa: N803
 @app.route("/events/{eventId}/standing", methods=["GET"])
 @observe
 def standing(eventId: str) -> Response:  # noqa: N803
+    """My standing: the email comes from the token, never from the URL."""
+    if _query("userEmail") is not None:
+        raise InvalidRequest(
+            "userEmail", "is not taken from the URL; organisers use POST /events/{eventId}/lookup"
+        )
     event_id = validation.parse_event_id(eventId)
-    email = validation.parse_email(_query("userEmail"))
-    result = booking.get_standing(ticket_store(), event_id, email)
-    return Response(
-        body={
-            "eventId": result.event_id,
-            "userEmail": result.email,
-            "status": result.status,
-            "position": result.position,
-        },
-        status_code=200,
+    result = booking.get_standing(ticket_store(), event_id, current_caller().email)
+    return Response(body=_standing_json(result), status_code=200)
+
+
+@app.route("/events/{eventId}/lookup", methods=["POST"])
+@observe
+def lookup(eventId: str) -> Response:  # noqa: N803
+    """Box office: anyone's standing in the caller's own event."""
+    event_id = validation.parse_event_id(eventId)
+    email = booking.acting_for(
+        ticket_store(), current_caller(), event_id, validation.parse_lookup(json_body())
     )
+    result = booking.get_standing(ticket_store(), event_id, email)
+    return Response(body=_standing_json(result), status_code=200)
+
+
+def _standing_json(result: Standing) -> dict[str, Any]:
+    return {
+        "eventId": result.event_id,
+        "userEmail": result.email,
+        "status": result.status,
+        "position": result.position,
+    }
 
 
 @app.route("/openapi.json", methods=["GET"])

@@ -134,6 +134,11 @@ def check_event(event: Event, places: list[Place]) -> list[Violation]:
             "waiting-count",
             f"counter {event.waiting_list_count} but {len(waiting)} waiting items",
         )
+    if event.waiting_list_cap is not None and len(waiting) > event.waiting_list_cap:
+        violation(
+            "waiting-list-cap",
+            f"{len(waiting)} people wait, past the cap of {event.waiting_list_cap}",
+        )
     if event.available_tickets > 0 and waiting:
         violation(
             "no-wait-while-available",

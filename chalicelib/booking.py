@@ -9,18 +9,24 @@ decides again from the item values DynamoDB returned with the failure.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.clock import now_iso
 from chalicelib.errors import (
     AlreadyHoldsPlace,
     ConditionFailed,
+    DailyLimitReached,
     EventNotFound,
+    Forbidden,
     NoPlaceHeld,
     Role,
     ServiceBusy,
+    WaitingListFull,
 )
+from chalicelib.identity.access import Caller, require_owner, speaks_for_self
 from chalicelib.models import BookingOutcome, CancellationOutcome, Event, Place, Standing, Status
 from chalicelib.storage import TicketStore
 
@@ -33,6 +39,13 @@ MAX_DECISION_ROUNDS = 25
 #: once. Concurrent cancellations race for the same head; a loser moves on to
 #: the next person it already read instead of reading the list again.
 HEAD_WINDOW = 10
+
+#: Events one organiser may create per UTC day (an abuse limit; the environment may
+#: change it for a stage).
+DAILY_EVENT_CAP_ENV = "EVENTS_PER_ORGANISER_PER_DAY"
+DEFAULT_DAILY_EVENT_CAP = 50
+#: Waiting list length when the organiser sets none.
+DEFAULT_WAITING_LIST_CAP = 10_000
 
 #: How many times creating an event may find its new id taken before giving up.
 #: Ids only clash when the id sequence lags behind the table (say, after a
@@ -71,8 +84,19 @@ class SoldOutHints:
 sold_out_hints = SoldOutHints()
 
 
-def create_event(store: TicketStore, name: str, total_tickets: int) -> Event:
-    """Create an event under the next id; an id already taken is skipped, never overwritten."""
+def create_event(
+    store: TicketStore,
+    name: str,
+    total_tickets: int,
+    owner_id: str,
+    waiting_list_cap: int = DEFAULT_WAITING_LIST_CAP,
+) -> Event:
+    """Create an event owned by ``owner_id``, within the organiser's daily cap.
+
+    An id already taken is skipped, never overwritten.
+    """
+    now = datetime.now(UTC)
+    cap = int(os.environ.get(DAILY_EVENT_CAP_ENV) or DEFAULT_DAILY_EVENT_CAP)
     for _ in range(MAX_ID_CLASHES):
         event = Event(
             event_id=store.next_event_id(),
@@ -83,13 +107,39 @@ def create_event(store: TicketStore, name: str, total_tickets: int) -> Event:
             waiting_list_count=0,
             last_wait_key=0,
             created_at=now_iso(),
+            owner_id=owner_id,
+            waiting_list_cap=waiting_list_cap,
         )
-        if store.put_event(event):
+        try:
+            store.create_event(event, now.date().isoformat(), cap)
             return event
-        # The sequence lags behind the table: move it past the newest event.
-        # ADD commutes, so two creators doing this at once only skip ids.
+        except ConditionFailed as failure:
+            if failure.failed_for(Role.ORGANISER):
+                raise DailyLimitReached(cap, _seconds_to_midnight(now)) from None
+        # The id was taken: the sequence lags behind the table. Move it past the
+        # newest event; ADD commutes, so two creators doing this at once only skip ids.
         store.next_event_id(step=max(1, store.newest_event_id() - event.event_id))
     raise ServiceBusy("new event ids kept clashing with existing events")
+
+
+def _seconds_to_midnight(now: datetime) -> int:
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((tomorrow - now).total_seconds()))
+
+
+def acting_for(store: TicketStore, caller: Caller, event_id: int, email: str | None) -> str:
+    """Whom a request acts for: the caller, or (box office) anyone for the event's organiser.
+
+    Naming another email costs one read of the event, to see who owns it; a
+    request for oneself costs nothing extra.
+    """
+    if speaks_for_self(caller, email):
+        return caller.email
+    assert email is not None
+    if not caller.is_organiser:
+        raise Forbidden("you may act for your own email only (the one your token carries)")
+    require_owner(caller, get_event(store, event_id).owner_id, event_id)
+    return email
 
 
 def get_event(store: TicketStore, event_id: int) -> Event:
@@ -136,6 +186,8 @@ def book_ticket(
             known = failure.old_event
             if known is None:
                 raise EventNotFound(event_id) from None
+            if known.available_tickets == 0 and known.waiting_list_full:
+                raise WaitingListFull(event_id, known.waiting_list_cap or 0) from None
             sold_out_hints.remember(store.table_name, known)
     raise ServiceBusy("booking kept losing races for the same event")
 

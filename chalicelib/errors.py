@@ -34,6 +34,40 @@ class UnsupportedMediaType(BookingError):
     """The body is not JSON encoded as UTF-8 (HTTP 415)."""
 
 
+class Unauthenticated(BookingError):
+    """No token, or one that is not valid (HTTP 401 with ``WWW-Authenticate: Bearer``).
+
+    ``invalid_token`` is False when no credentials were sent at all: RFC 6750 then
+    asks for a bare challenge, without an error code.
+    """
+
+    def __init__(self, reason: str, invalid_token: bool = True) -> None:
+        self.invalid_token = invalid_token
+        super().__init__(reason)
+
+
+class Forbidden(BookingError):
+    """Signed in, but not allowed to do this (HTTP 403)."""
+
+
+class WaitingListFull(BookingError):
+    """The event is sold out and its waiting list has reached its cap (HTTP 409)."""
+
+    def __init__(self, event_id: int, cap: int) -> None:
+        self.event_id = event_id
+        super().__init__(
+            f"event {event_id} is sold out and its waiting list is full ({cap:,} people)"
+        )
+
+
+class DailyLimitReached(BookingError):
+    """An organiser created the most events allowed in one day (HTTP 429)."""
+
+    def __init__(self, cap: int, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(f"an organiser may create {cap} events a day; try again tomorrow (UTC)")
+
+
 class EventNotFound(BookingError):
     def __init__(self, event_id: int) -> None:
         self.event_id = event_id
@@ -84,9 +118,10 @@ class ServiceBusy(BookingError):
 class Role(StrEnum):
     """The part an item plays in a transaction, so a failure can say whose condition failed."""
 
-    PERSON = "person"  # the caller's own place
+    PERSON = "person"  # the place of the person the request acts for
     HEAD = "head"  # the waiting person a cancellation promotes
     EVENT = "event"  # the event item and its counters
+    ORGANISER = "organiser"  # the organiser's count of events created today
 
 
 @dataclass

@@ -22,24 +22,34 @@ from chalice.app import (
     Chalice,
     ChaliceViewError,
     ConflictError,
+    ForbiddenError,
     NotFoundError,
     Request,
     Response,
+    TooManyRequestsError,
+    UnauthorizedError,
 )
 
 from chalicelib.contract import body as raw_body
 from chalicelib.contract import schemas
 from chalicelib.contract.check import check
+from chalicelib.contract.operations import BY_ID, Operation
 from chalicelib.errors import (
     AlreadyHoldsPlace,
     BodyTooLarge,
     BookingError,
+    DailyLimitReached,
     EventNotFound,
+    Forbidden,
     InvalidRequest,
     NoPlaceHeld,
     ServiceBusy,
+    Unauthenticated,
     UnsupportedMediaType,
+    WaitingListFull,
 )
+from chalicelib.identity import tokens
+from chalicelib.identity.access import Access, Caller, require, set_caller
 from chalicelib.observability import (
     bind_request,
     count,
@@ -56,6 +66,10 @@ _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
     EventNotFound: NotFoundError,
     NoPlaceHeld: NotFoundError,
     AlreadyHoldsPlace: ConflictError,
+    WaitingListFull: ConflictError,
+    Forbidden: ForbiddenError,
+    Unauthenticated: UnauthorizedError,
+    DailyLimitReached: TooManyRequestsError,
 }
 #: Errors Chalice has no class for: (status, ``Code``).
 _OTHER_ERRORS: dict[type[BookingError], tuple[int, str]] = {
@@ -85,6 +99,29 @@ def service_busy_response(error: ServiceBusy) -> Response:
 
 def internal_error_response() -> Response:
     return error_response(500, "InternalServerError", "An internal server error occurred")
+
+
+def authenticate(access: Access, request: Request | None) -> Caller | None:
+    """The verified caller of a protected operation; public ones ignore any token."""
+    if access == Access.PUBLIC or request is None:
+        return None
+    token = tokens.bearer_token(request.headers.get("authorization"))
+    claims = tokens.verify(token, tokens.IssuerConfig.from_environment())
+    email = _valid_or_none(schemas.EMAIL, claims.email)
+    if email is None:
+        raise Unauthenticated("the token's email is not an address this service accepts")
+    return Caller(claims.subject, email.strip(" ").lower(), claims.is_organiser)
+
+
+def _error_headers(error: BookingError) -> dict[str, str]:
+    if isinstance(error, Unauthenticated):
+        challenge = 'Bearer realm="ticket-booking"'
+        if error.invalid_token:
+            challenge += f', error="invalid_token", error_description="{error}"'
+        return {"WWW-Authenticate": challenge}
+    if isinstance(error, DailyLimitReached):
+        return {"Retry-After": str(error.retry_after_seconds)}
+    return {}
 
 
 def request_bytes(request: Request) -> bytes:
@@ -127,6 +164,7 @@ class RequestObserver:
 
     def __call__(self, view: Callable[..., Response]) -> Callable[..., Response]:
         action = view.__name__
+        operation = BY_ID[action]  # every route is an operation of the contract
 
         @functools.wraps(view)
         def handle(**uri_params: Any) -> Response:
@@ -135,7 +173,7 @@ class RequestObserver:
             failure: Any = None
             try:
                 self._bind()
-                response, outcome = self._respond(view, uri_params)
+                response, outcome = self._respond(operation, view, uri_params)
                 return response
             except Exception:
                 failure = sys.exc_info()
@@ -152,16 +190,20 @@ class RequestObserver:
         bind_request(request_id, getattr(self.app, "lambda_context", None))
 
     def _respond(
-        self, view: Callable[..., Response], uri_params: dict[str, Any]
+        self, operation: Operation, view: Callable[..., Response], uri_params: dict[str, Any]
     ) -> tuple[Response, str]:
         """The answer, and the outcome its log line reports (the domain error's name)."""
         request = self.app.current_request
         _current_request.set(request)
         _parsed_body.set(None)
+        set_caller(None)
         reset_retry_count()
         try:
             if request is not None:
                 raw_body.check_size(request_bytes(request))
+            caller = authenticate(operation.access, request)
+            require(operation.access, caller)
+            set_caller(caller)
             response = view(**uri_params)
         except ServiceBusy as error:
             return service_busy_response(error), "ServiceBusy"
@@ -171,7 +213,8 @@ class RequestObserver:
             else:
                 chalice_error = _CHALICE_ERRORS[type(error)]
                 status, code = chalice_error.STATUS_CODE, chalice_error.__name__
-            return error_response(status, code, str(error)), type(error).__name__
+            headers = _error_headers(error)
+            return error_response(status, code, str(error), **headers), type(error).__name__
         body = response.body if isinstance(response.body, dict) else {}
         return response, str(body.get("status", "OK"))
 

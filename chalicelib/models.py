@@ -28,6 +28,15 @@ class Event:
     #: New entries must sort after it, which makes the list strictly FIFO.
     last_wait_key: int
     created_at: str
+    #: The organiser who created it (the token's ``sub``): its box office.
+    owner_id: str | None = None
+    #: At most this many people may wait (None: no cap, events made before caps).
+    waiting_list_cap: int | None = None
+
+    @property
+    def waiting_list_full(self) -> bool:
+        cap = self.waiting_list_cap
+        return cap is not None and self.waiting_list_count >= cap
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +46,7 @@ class Event:
             "availableTickets": self.available_tickets,
             "bookedTickets": self.booked_tickets,
             "waitingListCount": self.waiting_list_count,
+            **({"waitingListCap": self.waiting_list_cap} if self.waiting_list_cap else {}),
             "createdAt": self.created_at,
         }
 

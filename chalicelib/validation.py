@@ -20,24 +20,39 @@ from chalicelib.errors import InvalidRequest
 class NewEvent:
     name: str
     total_tickets: int
+    waiting_list_cap: int | None
 
 
 @dataclass(frozen=True)
 class PlaceRequest:
-    """A request about one person's place in one event (book or cancel)."""
+    """A request about one person's place in one event (book or cancel).
+
+    ``email`` is None when the body names nobody: the caller acts for themselves.
+    """
 
     event_id: int
-    email: str
+    email: str | None
 
 
 def parse_new_event(body: dict[str, Any]) -> NewEvent:
     check(schemas.NEW_EVENT, body, "body")
-    return NewEvent(name=body["name"].strip(), total_tickets=body["totalTickets"])
+    return NewEvent(
+        name=body["name"].strip(),
+        total_tickets=body["totalTickets"],
+        waiting_list_cap=body.get("waitingListCap"),
+    )
 
 
 def parse_place_request(body: dict[str, Any]) -> PlaceRequest:
     check(schemas.PLACE_REQUEST, body, "body")
-    return PlaceRequest(event_id=int(body["eventId"]), email=normalise_email(body["userEmail"]))
+    email = body.get("userEmail")
+    return PlaceRequest(int(body["eventId"]), normalise_email(email) if email else None)
+
+
+def parse_lookup(body: dict[str, Any]) -> str:
+    """The email an organiser looks up (in a body, so it never reaches a URL or access log)."""
+    check(schemas.LOOKUP_REQUEST, body, "body")
+    return normalise_email(body["userEmail"])
 
 
 def parse_event_id(value: str | None, field: str = "eventId") -> int:

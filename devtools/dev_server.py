@@ -36,6 +36,7 @@ from devtools.dynamodb_local import (
     local_client,
     port_in_use,
 )
+from devtools.issuer import LocalIssuer
 from devtools.tables import create_table_if_missing
 
 API_HOST = "127.0.0.1"
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         ENDPOINT_URL_ENV: endpoint,
         TABLE_NAME_ENV: table,
         KEY_ENV: local_secret(LOCAL_SECRETS / "log-pseudonym.key"),
+        # make dev plays the token issuer: make token signs with the same key.
+        **LocalIssuer(LOCAL_SECRETS).environment,
     }
     api = LocalApi(args.stage, args.api_port, env)
     try:

@@ -14,25 +14,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import boto3
 import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib.booking import DAILY_EVENT_CAP_ENV
+from chalicelib.identity.tokens import forget_keys
 from chalicelib.observability import KEY_ENV
 from chalicelib.storage import TicketStore, forget_stores, make_client
 from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, DynamoDBLocal
+from devtools.issuer import LocalIssuer
 from devtools.tables import create_table_if_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 _table_numbers = itertools.count(1)
 
 
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> LocalIssuer:
+    """make dev's token issuer, with its own key for this test session."""
+    return LocalIssuer(tmp_path_factory.mktemp("issuer"))
+
+
 @pytest.fixture(autouse=True)
-def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def aws_environment(monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer) -> Iterator[None]:
     """Throwaway credentials, and no endpoint override that would bypass moto."""
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", ENDPOINT_URL_ENV):
@@ -41,6 +49,10 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.setenv(KEY_ENV, "test-pseudonym-key")
+    for name, value in issuer.environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(DAILY_EVENT_CAP_ENV, "1000000")
+    forget_keys()
     forget_stores()
     yield
     forget_stores()
@@ -93,42 +105,81 @@ class Reply:
     headers: dict[str, str]
 
 
+#: The organiser the tests' raw requests sign in as: it owns every event it creates,
+#: so it may act for any email there (box office), as the service allows.
+ORGANISER = "organiser@example.com"
+#: The owner of the events tests create straight through ``chalicelib.booking``.
+ORGANISER_ID = "test-organiser"
+_DEFAULT = object()
+
+
 class Api:
-    """A thin JSON wrapper over Chalice's (single-threaded) test client."""
+    """A JSON wrapper over Chalice's (single-threaded) test client that signs in.
 
-    def __init__(self, client: Client) -> None:
+    ``book``, ``cancel`` and ``standing`` sign in as the person they name, the
+    way that person's own client would. ``post`` and ``get`` sign in as
+    ``ORGANISER`` unless given another ``token`` (``None``: no token at all).
+    """
+
+    def __init__(self, client: Client, issuer: LocalIssuer) -> None:
         self.client = client
+        self.issuer = issuer
+        self._tokens: dict[tuple[str, bool], str] = {}
 
-    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+    def token(self, email: str, organiser: bool = False) -> str:
+        key = (email.strip().lower(), organiser)
+        if key not in self._tokens:
+            self._tokens[key] = self.issuer.token(key[0], organiser=organiser)
+        return self._tokens[key]
+
+    def _headers(self, token: Any, headers: dict[str, str] | None) -> dict[str, str]:
+        if token is _DEFAULT:
+            token = self.token(ORGANISER, organiser=True)
+        auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return {**auth, **(headers or {})}
+
+    def post(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, token: Any = _DEFAULT
+    ) -> Reply:
         raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
         response = self.client.http.post(
             path,
-            headers={"Content-Type": "application/json", **(headers or {})},
+            headers={"Content-Type": "application/json", **self._headers(token, headers)},
             body=raw,
         )
         return _reply(response)
 
-    def get(self, path: str) -> Reply:
-        return _reply(self.client.http.get(path))
+    def get(self, path: str, headers: dict[str, str] | None = None, token: Any = _DEFAULT) -> Reply:
+        return _reply(self.client.http.get(path, headers=self._headers(token, headers)))
 
-    def create_event(self, total: int, name: str = "Tech Conference 2025") -> int:
-        reply = self.post("/initialize", {"name": name, "totalTickets": total})
+    def create_event(
+        self, total: int, name: str = "Tech Conference 2025", organiser: str = ORGANISER
+    ) -> int:
+        reply = self.post(
+            "/initialize",
+            {"name": name, "totalTickets": total},
+            token=self.token(organiser, organiser=True),
+        )
         assert reply.status == 201, reply
-        return reply.body["eventId"]
+        return int(reply.body["eventId"])
 
     def book(self, event_id: Any, email: str, **headers: str) -> Reply:
-        return self.post("/book", {"eventId": event_id, "userEmail": email}, headers)
+        body = {"eventId": event_id, "userEmail": email}
+        return self.post("/book", body, headers, token=self.token(email))
 
     def cancel(self, event_id: Any, email: str) -> Reply:
-        return self.post("/cancel", {"eventId": event_id, "userEmail": email})
+        return self.post(
+            "/cancel", {"eventId": event_id, "userEmail": email}, token=self.token(email)
+        )
 
     def status_of(self, event_id: Any) -> dict[str, Any]:
-        reply = self.get(f"/status/{event_id}")
+        reply = self.get(f"/status/{event_id}", token=None)
         assert reply.status == 200, reply
-        return reply.body
+        return dict(reply.body)
 
     def standing(self, event_id: Any, email: str) -> Reply:
-        return self.get(f"/events/{event_id}/standing?userEmail={quote(email)}")
+        """``email``'s own standing: the token says who is asking."""
+        return self.get(f"/events/{event_id}/standing", token=self.token(email))
 
 
 def _reply(response: Any) -> Reply:
@@ -137,12 +188,12 @@ def _reply(response: Any) -> Reply:
 
 
 @pytest.fixture
-def api(store: TicketStore) -> Iterator[Api]:
+def api(store: TicketStore, issuer: LocalIssuer) -> Iterator[Api]:
     """The app through Chalice's test client, on the backend ``store`` chose."""
     from app import app
 
     with Client(app, stage_name="test", project_dir=str(ROOT)) as client:
-        yield Api(client)
+        yield Api(client, issuer)
 
 
 #: Run a test that takes ``store`` or ``api`` on one backend only.

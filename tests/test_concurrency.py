@@ -21,6 +21,7 @@ from chalicelib.errors import AlreadyHoldsPlace, NoPlaceHeld
 from chalicelib.models import Status
 from chalicelib.storage import TicketStore, make_client
 from devtools.dynamodb_local import DynamoDBLocal
+from tests.conftest import ORGANISER_ID
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -96,7 +97,7 @@ def assert_consistent(store: TicketStore, event_id: int, ledger: Ledger, total: 
 
 def test_sixty_clients_race_for_twenty_tickets(local_store: TicketStore) -> None:
     total, clients = 20, 60
-    event = booking.create_event(local_store, "Flash sale", total)
+    event = booking.create_event(local_store, "Flash sale", total, owner_id=ORGANISER_ID)
     ledger = Ledger()
     emails = [f"fan{n}@example.com" for n in range(clients)]
 
@@ -124,7 +125,7 @@ def test_sixty_clients_race_for_twenty_tickets(local_store: TicketStore) -> None
 
 
 def test_duplicate_requests_from_one_person_hold_one_place(local_store: TicketStore) -> None:
-    event = booking.create_event(local_store, "Gig", 3)
+    event = booking.create_event(local_store, "Gig", 3, owner_id=ORGANISER_ID)
     ledger = Ledger()
     run_together(
         24,
@@ -143,7 +144,7 @@ def test_cancellations_racing_new_bookings_keep_the_queue_in_order(
     local_store: TicketStore,
 ) -> None:
     total = 10
-    event = booking.create_event(local_store, "Gig", total)
+    event = booking.create_event(local_store, "Gig", total, owner_id=ORGANISER_ID)
     ledger = Ledger()
     first_wave = [f"a{n}@example.com" for n in range(30)]
     for email in first_wave:  # 10 booked, 20 waiting, in this order
@@ -173,7 +174,7 @@ def test_cancellations_racing_new_bookings_keep_the_queue_in_order(
 def test_concurrent_status_reads_never_see_a_broken_event(
     local_store: TicketStore, dynamodb_local: DynamoDBLocal
 ) -> None:
-    event = booking.create_event(local_store, "Gig", 5)
+    event = booking.create_event(local_store, "Gig", 5, owner_id=ORGANISER_ID)
     broken: list[str] = []
 
     def job(i: int, store: TicketStore) -> None:

@@ -15,6 +15,7 @@ each condition exists for.
 from __future__ import annotations
 
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,11 +24,12 @@ import pytest
 
 from chalicelib import booking
 from chalicelib.audit import audit_event
-from chalicelib.errors import AlreadyHoldsPlace
+from chalicelib.errors import AlreadyHoldsPlace, DailyLimitReached, WaitingListFull
 from chalicelib.models import Status
 from chalicelib.storage import TicketStore
 from chalicelib.storage import conditions as condition_parts
 from chalicelib.storage.schema import sequence_key
+from tests.conftest import ORGANISER_ID
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -67,7 +69,7 @@ def assert_clean(store: TicketStore, event_id: int) -> None:
 
 def new_event(store: TicketStore, tickets: int) -> int:
     booking.sold_out_hints = booking.SoldOutHints()  # no hint survives from another scenario
-    return booking.create_event(store, "Guarded", tickets).event_id
+    return booking.create_event(store, "Guarded", tickets, owner_id=ORGANISER_ID).event_id
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -194,10 +196,32 @@ def a_lagging_id_sequence_never_overwrites_an_event(
         UpdateExpression="SET lastValue = :behind",
         ExpressionAttributeValues={":behind": {"N": str(event_id - 1)}},
     )
-    created = booking.create_event(store, "Later", 5)
+    created = booking.create_event(store, "Later", 5, owner_id=ORGANISER_ID)
     assert created.event_id > event_id
     assert store.get_event(event_id).booked_tickets == 1  # type: ignore[union-attr]
     assert_clean(store, event_id)
+
+
+def a_full_waiting_list_refuses_the_next_person(store: TicketStore, _: pytest.MonkeyPatch) -> None:
+    booking.sold_out_hints = booking.SoldOutHints()
+    event = booking.create_event(store, "Capped", 1, owner_id=ORGANISER_ID, waiting_list_cap=2)
+    for email in ("holder@example.com", "w1@example.com", "w2@example.com"):
+        booking.book_ticket(store, event.event_id, email)
+    with pytest.raises(WaitingListFull):
+        booking.book_ticket(store, event.event_id, "w3@example.com")
+    assert standing(store, event.event_id, "w3@example.com") == (Status.NONE, None)
+    assert_clean(store, event.event_id)
+
+
+def an_organiser_creates_at_most_the_daily_cap(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(booking.DAILY_EVENT_CAP_ENV, "2")
+    organiser = f"organiser-{uuid.uuid4().hex}"  # a fresh day's count for every run
+    for _ in range(2):
+        booking.create_event(store, "Allowed", 1, owner_id=organiser)
+    with pytest.raises(DailyLimitReached):
+        booking.create_event(store, "One too many", 1, owner_id=organiser)
 
 
 SCENARIOS: list[Scenario] = [
@@ -210,6 +234,8 @@ SCENARIOS: list[Scenario] = [
     a_leave_racing_a_promotion_gives_back_the_ticket,
     a_promotion_racing_a_rejoin_serves_the_list_in_order,
     a_lagging_id_sequence_never_overwrites_an_event,
+    a_full_waiting_list_refuses_the_next_person,
+    an_organiser_creates_at_most_the_daily_cap,
 ]
 
 WEAKENINGS = [

@@ -45,13 +45,18 @@ from devtools.dynamodb_local import (
     local_client,
     port_in_use,
 )
+from devtools.issuer import LocalIssuer
 from devtools.tables import create_table_if_missing
-from tests.conftest import ROOT, Api, local_only, unique_table_name
+from tests.conftest import ORGANISER, ROOT, Api, local_only, unique_table_name
 from tests.schema_strategies import from_schema
 from tests.test_validation import table_snapshot
 
 SPEC = document()
-REQUEST_SCHEMAS = {"NewEvent": schemas.NEW_EVENT, "PlaceRequest": schemas.PLACE_REQUEST}
+REQUEST_SCHEMAS = {
+    "NewEvent": schemas.NEW_EVENT,
+    "PlaceRequest": schemas.PLACE_REQUEST,
+    "LookupRequest": schemas.LOOKUP_REQUEST,
+}
 
 
 def _full_match_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
@@ -113,6 +118,7 @@ BOUNDARIES: dict[str, list[Any]] = {
         schemas.MAX_TICKETS + 1,
     ],
     "eventId": [0, 1, schemas.MAX_EVENT_ID, schemas.MAX_EVENT_ID + 1, "1", "0", "9" * 18, "9" * 19],
+    "waitingListCap": [0, 1, schemas.MAX_WAITING_LIST_CAP, schemas.MAX_WAITING_LIST_CAP + 1],
     "userEmail": [
         _email(64, 80),
         _email(65, 80),
@@ -603,6 +609,7 @@ def test_each_class_of_malformed_input_gets_its_4xx_and_writes_nothing(
 ) -> None:
     before = table_snapshot(seeded_store)
     headers = {"Content-Type": case.content_type} if case.content_type else {}
+    headers["Authorization"] = f"Bearer {api.token(ORGANISER, organiser=True)}"
     response = getattr(api.client.http, case.method.lower())(
         case.path, headers=headers, body=case.body or b""
     )
@@ -616,7 +623,9 @@ def test_each_class_of_malformed_input_gets_its_4xx_and_writes_nothing(
 
 
 @pytest.fixture(scope="module")
-def chalice_local(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[str, int, TicketStore]]:
+def chalice_local(
+    dynamodb_local: DynamoDBLocal, issuer: LocalIssuer
+) -> Iterator[tuple[str, int, TicketStore]]:
     """``chalice local`` (as ``make dev`` runs it), on its own table and port."""
     table = unique_table_name()
     client = local_client(dynamodb_local.endpoint_url)  # a module fixture: its own credentials
@@ -628,6 +637,7 @@ def chalice_local(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[str, int, Tic
         TABLE_NAME_ENV: table,
         ENDPOINT_URL_ENV: dynamodb_local.endpoint_url,
         KEY_ENV: "http-test-key",
+        **issuer.environment,
     }
     process = subprocess.Popen(
         [
@@ -645,7 +655,12 @@ def chalice_local(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[str, int, Tic
             assert process.poll() is None and time.monotonic() < deadline, "chalice local died"
             time.sleep(0.2)
         status, _ = _send(
-            "127.0.0.1", port, "POST", "/initialize", b'{"name": "x", "totalTickets": 3}'
+            "127.0.0.1",
+            port,
+            "POST",
+            "/initialize",
+            b'{"name": "x", "totalTickets": 3}',
+            token=issuer.token(ORGANISER, organiser=True),
         )
         assert status == 201
         yield "127.0.0.1", port, TicketStore(client, table)
@@ -661,9 +676,12 @@ def _send(
     path: str,
     body: bytes | None,
     content_type: str | None = "application/json",
+    token: str | None = None,
 ) -> tuple[int, Any]:
     connection = http.client.HTTPConnection(host, port, timeout=60)
     headers = {"Content-Type": content_type} if content_type else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     if body is not None:
         headers["Content-Length"] = str(len(body))
     connection.request(method, path, body=body, headers=headers)
@@ -676,11 +694,12 @@ def _send(
 @pytest.mark.dynamodb_local
 @pytest.mark.parametrize("case", HOSTILE, ids=[case.name for case in HOSTILE])
 def test_raw_bytes_over_http_get_the_same_answers(
-    chalice_local: tuple[str, int, TicketStore], case: Hostile
+    chalice_local: tuple[str, int, TicketStore], case: Hostile, issuer: LocalIssuer
 ) -> None:
     host, port, store = chalice_local
     before = table_snapshot(store)
-    status, body = _send(host, port, case.method, case.path, case.body, case.content_type)
+    token = issuer.token(ORGANISER, organiser=True)
+    status, body = _send(host, port, case.method, case.path, case.body, case.content_type, token)
     _expect(case, status, body)
     if case.status >= 400:
         assert table_snapshot(store) == before

@@ -32,6 +32,7 @@ from chalicelib.audit import audit_event
 from chalicelib.models import Status
 from chalicelib.storage import TicketStore
 from devtools.dynamodb_local import LOCAL_CREDENTIALS
+from tests.conftest import ORGANISER_ID
 
 pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]
 
@@ -164,7 +165,8 @@ def test_faults_under_concurrent_load_break_no_invariant(local_store: TicketStor
     from chalicelib import booking
 
     event_ids = [
-        booking.create_event(local_store, f"Small event {c}", c).event_id for c in CAPACITIES
+        booking.create_event(local_store, f"Small event {c}", c, owner_id=ORGANISER_ID).event_id
+        for c in CAPACITIES
     ]
     endpoint = local_store.client.meta.endpoint_url
     context = multiprocessing.get_context("spawn")

@@ -12,7 +12,7 @@ from chalicelib.retry import RetryPolicy, is_transient
 from chalicelib.storage import TicketStore, ticket_store
 from devtools.faults import APPLIED_THEN_LOST, REFUSALS, FaultInjector
 from devtools.harness import RequestMeter
-from tests.conftest import Api
+from tests.conftest import ORGANISER_ID, Api
 from tests.test_validation import table_snapshot
 
 
@@ -194,7 +194,7 @@ def test_applied_but_lost_booking_is_not_applied_twice(local_store: TicketStore)
     """DynamoDB Local honours ClientRequestToken (moto ignores it), so this runs there."""
     from chalicelib import booking
 
-    event = booking.create_event(local_store, "Gig", 3)
+    event = booking.create_event(local_store, "Gig", 3, owner_id=ORGANISER_ID)
     meter = RequestMeter().attach(local_store.client)
     faults = FaultInjector.scripted("TransactWriteItems", [APPLIED_THEN_LOST] * 2).attach(
         local_store.client
@@ -212,7 +212,7 @@ def test_applied_but_lost_booking_is_not_applied_twice(local_store: TicketStore)
 def test_applied_but_lost_promotion_happens_once(local_store: TicketStore) -> None:
     from chalicelib import booking
 
-    event = booking.create_event(local_store, "Gig", 1)
+    event = booking.create_event(local_store, "Gig", 1, owner_id=ORGANISER_ID)
     for email in ("holder@example.com", "first@example.com", "second@example.com"):
         booking.book_ticket(local_store, event.event_id, email)
     FaultInjector.scripted("TransactWriteItems", [APPLIED_THEN_LOST]).attach(local_store.client)

@@ -11,9 +11,11 @@ from typing import Any
 
 from chalicelib.contract import schemas
 from chalicelib.contract.operations import OPERATIONS, Answer, Operation, Parameter
+from chalicelib.identity.access import Access
 
 TITLE = "Event ticket booking service"
-VERSION = "1.1.0"
+VERSION = "2.0.0"
+BEARER = "bearerAuth"
 
 
 @cache
@@ -29,7 +31,16 @@ def document() -> dict[str, Any]:
             "schemas": {
                 **schemas.COMPONENTS,
                 "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
-            }
+            },
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An ID token: Amazon Cognito's in AWS, `make token` under"
+                    " make dev. Organisers are in the `organisers` group.",
+                }
+            },
         },
     }
 
@@ -48,7 +59,11 @@ def _description() -> str:
 
 
 def _operation(operation: Operation) -> dict[str, Any]:
-    spec: dict[str, Any] = {"operationId": operation.operation_id, "summary": operation.summary}
+    spec: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "security": [] if operation.access == Access.PUBLIC else [{BEARER: []}],
+    }
     if operation.parameters:
         spec["parameters"] = [_parameter(p) for p in operation.parameters]
     if operation.body:
@@ -57,7 +72,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(operation.body)}},
         }
     spec["responses"] = {
-        str(status): _answer(answer) for status, answer in sorted(operation.answers.items())
+        str(status): _answer(answer) for status, answer in sorted(operation.all_answers.items())
     }
     return spec
 

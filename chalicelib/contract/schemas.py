@@ -70,6 +70,13 @@ NAME: Schema = {
     "description": "stored without surrounding spaces",
 }
 TOTAL_TICKETS: Schema = {"type": "integer", "minimum": MIN_TICKETS, "maximum": MAX_TICKETS}
+MAX_WAITING_LIST_CAP = 1_000_000
+WAITING_LIST_CAP: Schema = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_WAITING_LIST_CAP,
+    "description": "how many people may wait once sold out (default 10,000)",
+}
 IDEMPOTENCY_KEY: Schema = {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}
 PAGE_SIZE: Schema = {
     "type": "integer",
@@ -96,8 +103,14 @@ def _request(required: list[str], properties: dict[str, Schema]) -> Schema:
     }
 
 
-NEW_EVENT = _request(["name", "totalTickets"], {"name": NAME, "totalTickets": TOTAL_TICKETS})
-PLACE_REQUEST = _request(["eventId", "userEmail"], {"eventId": EVENT_ID, "userEmail": EMAIL})
+NEW_EVENT = _request(
+    ["name", "totalTickets"],
+    {"name": NAME, "totalTickets": TOTAL_TICKETS, "waitingListCap": WAITING_LIST_CAP},
+)
+#: ``userEmail`` may be left out (the caller's own, from the token); if given, it
+#: must be the caller's own, unless the caller is the event's organiser.
+PLACE_REQUEST = _request(["eventId"], {"eventId": EVENT_ID, "userEmail": EMAIL})
+LOOKUP_REQUEST = _request(["userEmail"], {"userEmail": EMAIL})
 
 
 def _answer(required: list[str], properties: dict[str, Schema]) -> Schema:
@@ -133,6 +146,7 @@ EVENT = _answer(
         "availableTickets": _COUNT,
         "bookedTickets": _COUNT,
         "waitingListCount": {"type": "integer", "minimum": 0},
+        "waitingListCap": {"type": "integer", "minimum": 1, "maximum": MAX_WAITING_LIST_CAP},
         "createdAt": {"type": "string", "format": "date-time"},
     },
 )
@@ -191,6 +205,7 @@ COMPONENTS: dict[str, Schema] = {
     "Error": ERROR,
     "NewEvent": NEW_EVENT,
     "PlaceRequest": PLACE_REQUEST,
+    "LookupRequest": LOOKUP_REQUEST,
     "Event": EVENT,
     "EventPage": EVENT_PAGE,
     "Booking": BOOKING,

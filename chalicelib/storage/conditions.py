@@ -76,6 +76,16 @@ def _part(part: ConditionPart) -> ConditionPart:
     return part
 
 
+under_daily_cap = _part(
+    ConditionPart(
+        "under_daily_cap",
+        "(attribute_not_exists(eventsCreated) OR eventsCreated < :dailyCap)",
+        loosened="(attribute_not_exists(eventsCreated) OR eventsCreated <= :dailyCap)",
+        parameter=":dailyCap",
+        guards="an organiser creates at most the daily cap of events (abuse limit)",
+    )
+)
+
 event_is_new = _part(
     ConditionPart(
         "event_is_new",
@@ -124,6 +134,16 @@ joins_after_last = _part(
         parameter=":newWaitKey",
         guards="first in, first out: a new entry's key sorts after every entry's, so"
         " the order of keys is the order of commits and no two entries share a key",
+    )
+)
+
+waitlist_has_room = _part(
+    ConditionPart(
+        "waitlist_has_room",
+        "(attribute_not_exists(waitingListCap) OR waitingCount < waitingListCap)",
+        loosened="(attribute_not_exists(waitingListCap) OR waitingCount <= waitingListCap)",
+        guards="a waiting list never grows past the cap its organiser set (events made"
+        " before caps existed have none)",
     )
 )
 

@@ -42,9 +42,8 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 # -- the event --------------------------------------------------------------------------
 
 
-def event_to_item(event: Event, creation_token: str) -> Item:
-    """``creation_token`` tells our own replayed create apart from a clash of ids."""
-    return {
+def event_to_item(event: Event) -> Item:
+    item: Item = {
         **schema.event_key(event.event_id),
         "GSI1PK": string(schema.EVENT_LIST_PARTITION),
         "GSI1SK": number(event.event_id),
@@ -56,8 +55,12 @@ def event_to_item(event: Event, creation_token: str) -> Item:
         "waitingCount": number(event.waiting_list_count),
         "lastWaitKey": number(event.last_wait_key),
         "createdAt": string(event.created_at),
-        "creationToken": string(creation_token),
     }
+    if event.owner_id is not None:
+        item["ownerId"] = string(event.owner_id)
+    if event.waiting_list_cap is not None:
+        item["waitingListCap"] = number(event.waiting_list_cap)
+    return item
 
 
 def event_from_item(item: dict[str, Any]) -> Event:
@@ -71,12 +74,9 @@ def event_from_item(item: dict[str, Any]) -> Event:
         waiting_list_count=int(data["waitingCount"]),
         last_wait_key=int(data["lastWaitKey"]),
         created_at=data["createdAt"],
+        owner_id=data.get("ownerId"),
+        waiting_list_cap=_int_or_none(data.get("waitingListCap")),
     )
-
-
-def creation_token_of(item: dict[str, Any]) -> str | None:
-    token = item.get("creationToken", {}).get("S")
-    return str(token) if token is not None else None
 
 
 # -- a person's place ---------------------------------------------------------------------

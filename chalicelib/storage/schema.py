@@ -11,6 +11,8 @@ event               ``EVENT#<id>``        ``EVENT``              status; the cou
 person's place      ``EVENT#<id>``        ``PERSON#<email>``     one place per email (condition
                                                                  ``place_is_new``); a person's
                                                                  standing
+events created by   ``ORGANISER#<sub>``   ``CREATED#<day>``      an organiser's daily cap on
+an organiser, a day                                              events (``under_daily_cap``)
 ==================  ====================  =====================  =================================
 
 Indexes
@@ -41,6 +43,8 @@ EVENT_SK = "EVENT"
 PERSON_PREFIX = "PERSON#"
 SEQUENCE_PK = "SEQUENCE#EVENT"
 SEQUENCE_SK = "SEQUENCE"
+ORGANISER_PREFIX = "ORGANISER#"
+CREATED_PREFIX = "CREATED#"
 EVENT_LIST_PARTITION = "EVENTS"
 
 WAITING_LIST_INDEX = "WaitingList"
@@ -109,6 +113,11 @@ def email_of(sort_key: str) -> str:
 
 def person_key(event_id: int, email: str) -> Key:
     return {"PK": {"S": event_partition(event_id)}, "SK": {"S": person_sort_key(email)}}
+
+
+def organiser_day_key(owner_id: str, day: str) -> Key:
+    """The counter of events ``owner_id`` created on ``day`` (YYYY-MM-DD, UTC)."""
+    return {"PK": {"S": ORGANISER_PREFIX + owner_id}, "SK": {"S": CREATED_PREFIX + day}}
 
 
 def sequence_key() -> Key:

@@ -65,20 +65,12 @@ class TicketStore:
         )
         return int(response["Attributes"]["lastValue"]["N"])
 
-    def put_event(self, event: Event) -> bool:
-        """Create the event item (``event_is_new``); False if another event has that id.
+    def create_event(self, event: Event, day: str, daily_cap: int) -> None:
+        """Create the event and count it against its organiser's ``day`` (one transaction).
 
-        A replay of our own write (its answer lost, then retried) counts as success.
+        A replay of our own write is harmless: the transaction's token makes it one.
         """
-        request = writes.create_event(self.table_name, event, creation_token=uuid.uuid4().hex)
-        try:
-            self.retry.run("PutItem", partial(self.client.put_item, **request))
-        except ClientError as error:
-            if _error_code(error) != "ConditionalCheckFailedException":
-                raise
-            old: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
-            return items.creation_token_of(old) == items.creation_token_of(request["Item"])
-        return True
+        self._transact(writes.create_event(self.table_name, event, day, daily_cap))
 
     def get_event(self, event_id: int) -> Event | None:
         item = self._get(schema.event_key(event_id))
@@ -282,7 +274,7 @@ def _condition_failure(
         old_places={
             role: items.place_from_item(item)
             for role, item in old.items()
-            if item and role != Role.EVENT
+            if item and role in (Role.PERSON, Role.HEAD)
         },
     )
 

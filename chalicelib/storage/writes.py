@@ -23,6 +23,8 @@ from chalicelib.storage.conditions import (
     place_is_new,
     sold_out,
     tickets_left,
+    under_daily_cap,
+    waitlist_has_room,
     waits_with_key,
 )
 
@@ -48,10 +50,22 @@ PROMOTE = (
 )
 
 
-def create_event(table: str, event: Event, creation_token: str) -> dict[str, Any]:
-    """The ``PutItem`` of a new event: ``event_is_new``."""
-    item = items.event_to_item(event, creation_token)
-    return {"TableName": table, "Item": item, **_expressions(event_is_new())}
+def create_event(table: str, event: Event, day: str, daily_cap: int) -> list[Operation]:
+    """A new event, counted against its organiser's day: ``event_is_new``, ``under_daily_cap``."""
+    assert event.owner_id is not None, "every new event has an organiser"
+    count = Condition("ADD eventsCreated :one") & _ONE
+    return [
+        (Role.EVENT, _put(table, items.event_to_item(event), event_is_new())),
+        (
+            Role.ORGANISER,
+            _update(
+                table,
+                schema.organiser_day_key(event.owner_id, day),
+                count,
+                under_daily_cap(daily_cap),
+            ),
+        ),
+    ]
 
 
 def book(
@@ -68,12 +82,13 @@ def book(
 def join_waitlist(
     table: str, event_id: int, email: str, wait_key: int, request_key: str | None, now: str
 ) -> list[Operation]:
-    """Queue at the back: ``place_is_new``, ``sold_out`` and ``joins_after_last``."""
+    """Queue at the back: ``place_is_new``; for the event ``sold_out``,
+    ``joins_after_last`` and ``waitlist_has_room``."""
     place = Place(event_id, email, Status.WAITLISTED, wait_key=wait_key, request_key=request_key)
-    after_last = joins_after_last(wait_key)
+    condition = sold_out() & joins_after_last(wait_key) & waitlist_has_room()
     return [
         (Role.PERSON, _put(table, items.place_to_item(place, now), place_is_new())),
-        (Role.EVENT, _update_event(table, event_id, JOIN_QUEUE, sold_out() & after_last)),
+        (Role.EVENT, _update_event(table, event_id, JOIN_QUEUE, condition)),
     ]
 
 
