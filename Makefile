@@ -38,7 +38,7 @@ bench: install check-java
 # The curl-level walk-through against a running service: make smoke BASE_URL=https://...
 BASE_URL ?= http://127.0.0.1:8000
 smoke:
-	BASE_URL=$(BASE_URL) $(PYTHON) scripts/smoke_test.py
+	BASE_URL=$(BASE_URL) $(if $(TOKEN),TOKEN=$(TOKEN)) $(PYTHON) scripts/smoke_test.py
 
 # chalice 1.34 requires pip<26.3: an unbounded upgrade installs a pip that
 # chalice's install then downgrades, or that conflicts with it in an existing venv.

@@ -111,9 +111,12 @@ class LambdaInstance:
         path_parameters: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
         request_id: str | None = None,
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """One API Gateway proxy event through the app; ``resource`` is the route template."""
         headers = {"content-type": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         if idempotency_key:
             headers["idempotency-key"] = idempotency_key
         event = {

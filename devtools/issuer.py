@@ -63,14 +63,14 @@ class LocalIssuer:
         email: str,
         organiser: bool = False,
         expires_in: int = 3600,
-        **overrides: Any,
+        claims: dict[str, Any] | None = None,
     ) -> str:
-        """An ID token for ``email``; ``overrides`` replace or (as None) remove claims."""
+        """An ID token for ``email``; ``claims`` replace claims, or (as None) remove them."""
         import jwt
 
         now = int(time.time())
-        subject = str(uuid.uuid5(_SUBJECTS, email.strip().lower()))
-        claims: dict[str, Any] = {
+        subject = self.subject(email)
+        payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": subject,
@@ -83,14 +83,19 @@ class LocalIssuer:
             "exp": now + expires_in,
         }
         if organiser:
-            claims["cognito:groups"] = [ORGANISERS_GROUP]
-        for name, value in overrides.items():
+            payload["cognito:groups"] = [ORGANISERS_GROUP]
+        for name, value in (claims or {}).items():
             if value is None:
-                claims.pop(name, None)
+                payload.pop(name, None)
             else:
-                claims[name] = value
+                payload[name] = value
         key = self.key_path.read_bytes()
-        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": self.kid})
+        return jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": self.kid})
+
+    @staticmethod
+    def subject(email: str) -> str:
+        """The ``sub`` this issuer gives ``email`` (stable, as Cognito's is per user)."""
+        return str(uuid.uuid5(_SUBJECTS, email.strip().lower()))
 
     def _ensure(self) -> None:
         if self.key_path.exists() and self.jwks_path.exists():

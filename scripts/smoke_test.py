@@ -2,24 +2,31 @@
 """Walk through every endpoint against a running service and check each answer.
 
     BASE_URL=http://127.0.0.1:8000 python3 scripts/smoke_test.py
-    BASE_URL=https://abc123.execute-api.eu-west-1.amazonaws.com/api python3 scripts/smoke_test.py
+    BASE_URL=https://<api>.execute-api.<region>.amazonaws.com/api TOKEN=<organiser ID token> \
+        python3 scripts/smoke_test.py
 
-Standard library only, so it runs anywhere Python 3.11 does. It creates one new
-event with two tickets on every run (events cannot be deleted through the API),
-books it out, fills the waiting list, cancels to promote, and reads it back.
-Exit status 0 when every step answered as documented; each step is printed.
+Standard library only, so it runs anywhere Python 3.11 does. It signs in as one
+organiser (TOKEN; against make dev it asks make token for one), who creates one
+new event with two tickets on every run and then, as that event's box office,
+books it out for four people, fills the waiting list, cancels to promote and
+looks everyone up. It also checks that an anonymous caller is refused. Exit
+status 0 when every step answered as documented; each step is printed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+ORGANISER = "smoke-organiser@example.com"
 
 
 class SmokeFailure(Exception):
@@ -27,16 +34,19 @@ class SmokeFailure(Exception):
 
 
 class Service:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, signed: bool = True
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if signed:
+            headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(
-            self.base_url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            self.base_url + path, data=data, method=method, headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -74,7 +84,8 @@ def walk_through(service: Service) -> None:
         return service.call("POST", "/cancel", {"eventId": event_id, "userEmail": email})
 
     def standing(email: str) -> tuple[int, Any]:
-        return service.call("GET", f"/events/{event_id}/standing?userEmail={quote(email)}")
+        """The box office's lookup: the email travels in the body, never in the URL."""
+        return service.call("POST", f"/events/{event_id}/lookup", {"userEmail": email})
 
     expect("ann books", book("ann@example.com"), 201, status="BOOKED")
     expect("bob books the last ticket", book("bob@example.com"), 201, status="BOOKED")
@@ -125,6 +136,17 @@ def walk_through(service: Service) -> None:
         raise SmokeFailure(f"newest event is not {event_id}: {listed}")
     expect("an unknown event is 404", service.call("GET", "/status/999999999999"), 404)
     expect(
+        "an anonymous booking is refused",
+        service.call("POST", "/book", {"eventId": event_id}, signed=False),
+        401,
+        Code="UnauthorizedError",
+    )
+    expect(
+        "anyone may read the event",
+        service.call("GET", f"/events/{event_id}", signed=False),
+        200,
+    )
+    expect(
         "bad input is 400",
         service.call("POST", "/initialize", {"name": "x", "totalTickets": "5"}),
         400,
@@ -132,11 +154,30 @@ def walk_through(service: Service) -> None:
     )
 
 
+def organiser_token() -> str:
+    """TOKEN if set (a deployed stack: a Cognito ID token); else ask make dev's issuer."""
+    token = os.environ.get("TOKEN")
+    if token:
+        return token
+    outer_make = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    made = subprocess.run(
+        ["make", "-s", "token", f"EMAIL={ORGANISER}", "ROLE=organiser"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in outer_make},
+    )
+    if made.returncode != 0 or not made.stdout.strip():
+        raise SmokeFailure(f"no TOKEN given and make token failed: {made.stderr.strip()}")
+    return made.stdout.strip().splitlines()[-1]
+
+
 def main() -> int:
     base_url = os.environ.get("BASE_URL", "http://127.0.0.1:8000")
     print(f"smoke test against {base_url}")
     try:
-        walk_through(Service(base_url))
+        walk_through(Service(base_url, organiser_token()))
     except SmokeFailure as failure:
         print(f"smoke test FAILED: {failure}", file=sys.stderr)
         return 1

@@ -287,3 +287,38 @@ def test_alarms_watch_5xx_503_and_the_audit_and_notify_a_topic(template: dict[st
     assert audit_errors["Dimensions"] == [
         {"Name": "FunctionName", "Value": {"Fn::Sub": "${AWS::StackName}-audit"}}
     ]
+
+
+def test_the_api_trusts_the_stacks_own_user_pool(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    pool = resources["UserPool"]["Properties"]
+    assert pool["UsernameAttributes"] == ["email"]
+    assert pool["AutoVerifiedAttributes"] == ["email"]
+    assert resources["OrganisersGroup"]["Properties"] == {
+        "GroupName": "organisers",
+        "UserPoolId": {"Ref": "UserPool"},
+        "Description": "May create events and run their box office",
+    }
+    assert resources["UserPoolClient"]["Properties"]["GenerateSecret"] is False
+    variables = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
+    issuer = "https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPool}"
+    assert variables["JWT_ISSUER"] == {"Fn::Sub": issuer}
+    assert variables["JWT_AUDIENCE"] == {"Ref": "UserPoolClient"}
+    assert variables["JWKS_URL"] == {"Fn::Sub": issuer + "/.well-known/jwks.json"}
+
+
+def test_abuse_limits_waf_rate_rule_and_reserved_concurrency(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    acl = resources["ApiWebAcl"]["Properties"]
+    [rule] = acl["Rules"]
+    assert rule["Action"] == {"Block": {}}
+    assert rule["Statement"]["RateBasedStatement"] == {
+        "Limit": {"Ref": "RequestsPerIpPer5Minutes"},
+        "AggregateKeyType": "IP",
+    }
+    association = resources["ApiWebAclAssociation"]["Properties"]
+    assert association["WebACLArn"] == {"Fn::GetAtt": ["ApiWebAcl", "Arn"]}
+    assert "${RestAPI}/stages/api" in association["ResourceArn"]["Fn::Sub"]
+    assert resources["APIHandler"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Ref": "ApiReservedConcurrency"
+    }

@@ -40,6 +40,7 @@ import pytest
 from chalicelib.audit import audit_events
 from chalicelib.storage import TicketStore
 from devtools.dynamodb_local import free_port, local_client, port_in_use
+from devtools.issuer import LocalIssuer
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]
@@ -158,15 +159,30 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as response:
+def make_token(project: Path, email: str, role: str = "attendee") -> str:
+    """``make -s token`` in the clone, as the README tells a user to."""
+    outer_make = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    made = subprocess.run(
+        ["make", "-s", "token", f"EMAIL={email}", f"ROLE={role}"],
+        cwd=project,
+        env={k: v for k, v in os.environ.items() if k not in outer_make},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return made.stdout.strip()
+
+
+def _get(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+def _post(url: str, body: dict[str, Any], token: str) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -174,34 +190,35 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return error.code, json.loads(error.read() or b"null")
 
 
-def steady_writes(base_url: str, event_id: int) -> Counter[str]:
-    """``WRITES`` bookings (the first one the event's creation) at an even pace."""
+def steady_writes(base_url: str, event_id: int, issuer: LocalIssuer) -> Counter[str]:
+    """``WRITES`` bookings, each by its own signed-in person, at an even pace."""
+    tokens = [issuer.token(f"w{i}@example.com") for i in range(WRITES)]
     outcomes: Counter[str] = Counter()
     start = time.monotonic()
     for i in range(WRITES):
         time.sleep(max(0.0, start + i * WRITES_SECONDS / WRITES - time.monotonic()))
         try:
-            status, _ = _post(
-                base_url + "/book", {"eventId": event_id, "userEmail": f"w{i}@example.com"}
-            )
+            status, _ = _post(base_url + "/book", {"eventId": event_id}, tokens[i])
             outcomes[str(status)] += 1
         except (OSError, http.client.HTTPException) as error:
             outcomes[type(error).__name__] += 1
     return outcomes
 
 
-def rush(api_port: int, event_id: int) -> Counter[str]:
+def rush(api_port: int, event_id: int, issuer: LocalIssuer) -> Counter[str]:
     """``RUSH_CLIENTS`` threads, released together, each on its own connection."""
     barrier = threading.Barrier(RUSH_CLIENTS)
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
+    tokens = [issuer.token(f"rush{n}@example.com") for n in range(RUSH_CLIENTS)]
 
     def client(n: int) -> None:
-        body = json.dumps({"eventId": event_id, "userEmail": f"rush{n}@example.com"})
+        body = json.dumps({"eventId": event_id})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {tokens[n]}"}
         connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=120)
         try:
             barrier.wait()
-            connection.request("POST", "/book", body, {"Content-Type": "application/json"})
+            connection.request("POST", "/book", body, headers)
             response = connection.getresponse()
             response.read()
             outcome = str(response.status)
@@ -232,11 +249,16 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
     with make_dev(project, api_port, db_port) as run:
         base_url = run.base_url
         assert (project / ".dynamodb" / "data").is_dir(), "data is not kept inside the clone"
+        # People sign in with make dev's issuer: the organiser through make token,
+        # the crowd with the same key (.local/ in the clone), minted in-process.
+        organiser = make_token(project, "org@example.com", "organiser")
+        issuer = LocalIssuer(project / ".local")
         # 1. Steady writes: each one changes DynamoDB Local's file inside the clone.
-        status, event = _post(base_url + "/initialize", {"name": "steady", "totalTickets": 150})
+        steady = {"name": "steady", "totalTickets": 150}
+        status, event = _post(base_url + "/initialize", steady, organiser)
         assert status == 201, event
         restarts_before = run.restarts()
-        writes = steady_writes(base_url, event["eventId"])
+        writes = steady_writes(base_url, event["eventId"], issuer)
         time.sleep(2)  # a poller that reacts to the last writes would do so by now
         figures["writes"] = {
             "outcomes": dict(writes),
@@ -246,13 +268,12 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
 
         # 2. A rush on one event: every connection must get an HTTP answer.
         run.wait_until_answering()
-        status, event = _post(
-            base_url + "/initialize", {"name": "rush", "totalTickets": RUSH_TICKETS}
-        )
+        rush_body = {"name": "rush", "totalTickets": RUSH_TICKETS}
+        status, event = _post(base_url + "/initialize", rush_body, organiser)
         assert status == 201, event
         rush_event = event["eventId"]
         restarts_before = run.restarts()
-        outcomes = rush(api_port, rush_event)
+        outcomes = rush(api_port, rush_event, issuer)
         time.sleep(2)
         figures["rush"] = {
             "outcomes": dict(outcomes),
@@ -301,7 +322,8 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
     with make_dev(project, api_port, db_port) as run:
         assert _get(run.base_url + "/events?limit=100")["events"] == events_before
         standing = _get(
-            f"{run.base_url}/events/{rush_event}/standing?userEmail=rush0%40example.com"
+            f"{run.base_url}/events/{rush_event}/standing",
+            make_token(project, "rush0@example.com"),
         )
         assert standing["status"] in ("BOOKED", "WAITLISTED")
         assert run.restarts() == 0, run.output

@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from chalicelib.audit import audit_event
 from chalicelib.models import Status
 from chalicelib.storage import TicketStore
 from devtools.dynamodb_local import LOCAL_CREDENTIALS
-from tests.conftest import ORGANISER_ID
+from devtools.issuer import LocalIssuer
 
 pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]
 
@@ -53,14 +54,37 @@ FAULT_RATES = {
 #: after the service replied) and must retry without knowing the outcome.
 LOST_ANSWER_RATE = 0.05
 CLIENT_ATTEMPTS = 8
+ORGANISERS = ("org-a@example.com", "org-b@example.com")
 
 
 def client_worker(
-    index: int, endpoint: str, table: str, event_ids: list[int], results: Any
+    index: int,
+    endpoint: str,
+    table: str,
+    owners: dict[int, str],
+    issuer_directory: str,
+    results: Any,
 ) -> None:
-    """One Lambda instance plus the clients whose requests it serves."""
+    """One Lambda instance plus the clients whose requests it serves.
+
+    Each person signs in with their own token; now and then one of the two
+    organisers acts as box office instead, which works on their own events and
+    must be refused (403, nothing changed) on the other's.
+    """
+    from devtools.issuer import LocalIssuer
+
+    issuer = LocalIssuer(Path(issuer_directory))
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ.update({"TICKETS_TABLE": table, "DYNAMODB_ENDPOINT_URL": endpoint})
+    os.environ.update(issuer.environment)
+    event_ids = sorted(owners)
+    tokens: dict[tuple[str, bool], str] = {}
+
+    def token(email: str, organiser: bool = False) -> str:
+        if (email, organiser) not in tokens:
+            tokens[(email, organiser)] = issuer.token(email, organiser=organiser)
+        return tokens[(email, organiser)]
+
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the service's request log lines)
     from chalicelib.retry import RetryPolicy
     from chalicelib.storage import ticket_store
@@ -82,7 +106,9 @@ def client_worker(
     figures: Counter[str] = Counter()
     problems: list[str] = []
 
-    def call(path: str, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any], bool]:
+    def call(
+        path: str, body: dict[str, Any], key: str | None, caller: str
+    ) -> tuple[int, dict[str, Any], bool]:
         """Send until an answer arrives (retrying on 503 and on a lost answer).
 
         Also says whether an earlier attempt may have been applied unseen.
@@ -92,7 +118,7 @@ def client_worker(
             if attempt:
                 figures["client retries"] += 1
             figures["requests"] += 1
-            status, reply = service.invoke("POST", path, body, key)
+            status, reply = service.invoke("POST", path, body, key, token=caller)
             if status == 503:  # maybe applied, if DynamoDB timed out inside
                 figures["503 answers"] += 1
                 unsure = True
@@ -112,22 +138,43 @@ def client_worker(
                 f"/events/{event_id}/standing",
                 resource="/events/{eventId}/standing",
                 path_parameters={"eventId": str(event_id)},
-                query={"userEmail": email},
+                token=token(email),
             )
             if status == 200:
-                return reply["status"]
+                if reply["userEmail"] != email:
+                    problems.append(f"{email} asked for their standing, got {reply['userEmail']}'s")
+                return str(reply["status"])
         raise AssertionError(f"no standing for {email} in {event_id}")
+
+    def box_office_refused(event_id: int, email: str, organiser: str) -> None:
+        """Another organiser's event: a 403 with nothing changed."""
+        path = rng.choice(["/book", "/cancel"])
+        body = {"eventId": event_id, "userEmail": email}
+        status, reply, _ = call(path, body, None, token(organiser, organiser=True))
+        figures["box office refused on another organiser's event"] += 1
+        if status != 403:
+            problems.append(f"{organiser} acted for {email} in {event_id}: {status} {reply}")
 
     for _ in range(REQUESTS_PER_WORKER):
         event_id = rng.choice(event_ids)
         email = rng.choice(emails)
         heard = told.get((event_id, email), Status.NONE)
         body = {"eventId": event_id, "userEmail": email}
+        caller = token(email)
+        if rng.random() < 0.1:  # the box office acts instead of the person
+            organiser = rng.choice(sorted(set(owners.values())))
+            if owners[event_id] != organiser:
+                box_office_refused(event_id, email, organiser)
+                continue
+            caller = token(organiser, organiser=True)
+            figures["box office requests"] += 1
         if heard == Status.NONE or rng.random() < 0.1:
             # Half the clients send an Idempotency-Key (one per booking they
             # mean to make); the others learn their standing after a 409.
             key = uuid.uuid4().hex if rng.random() < 0.5 else None
-            status, reply, unsure = call("/book", body, key)
+            status, reply, unsure = call("/book", body, key, caller)
+            if status in (201, 202) and reply["userEmail"] != email:
+                problems.append(f"a booking for {email} acted for {reply['userEmail']}")
             if status in (201, 202):
                 told[(event_id, email)] = reply["status"]
                 if unsure and key is not None and not reply.get("idempotentReplay"):
@@ -141,7 +188,9 @@ def client_worker(
             else:
                 problems.append(f"{email} in {event_id}: book answered {status} {reply}")
         else:
-            status, reply, unsure = call("/cancel", body, None)
+            status, reply, unsure = call("/cancel", body, None, caller)
+            if status == 200 and reply["userEmail"] != email:
+                problems.append(f"a cancellation for {email} acted for {reply['userEmail']}")
             if status == 200 or status == 404:
                 # 404 is right only when an earlier attempt's answer was lost
                 # after it cancelled: the person held a place until then.
@@ -161,19 +210,28 @@ def client_worker(
     results.put(({f"{e}|{m}": s for (e, m), s in told.items()}, dict(figures), problems))
 
 
-def test_faults_under_concurrent_load_break_no_invariant(local_store: TicketStore) -> None:
+def test_faults_under_concurrent_load_break_no_invariant(
+    local_store: TicketStore, issuer: LocalIssuer
+) -> None:
     from chalicelib import booking
 
-    event_ids = [
-        booking.create_event(local_store, f"Small event {c}", c, owner_id=ORGANISER_ID).event_id
-        for c in CAPACITIES
-    ]
+    # Two organisers: the first owns the first and last events, the second the middle one.
+    owners = {}
+    for position, capacity in enumerate(CAPACITIES):
+        organiser = ORGANISERS[position % 2]
+        event = booking.create_event(
+            local_store, f"Small event {capacity}", capacity, owner_id=issuer.subject(organiser)
+        )
+        owners[event.event_id] = organiser
+    event_ids = sorted(owners)
     endpoint = local_store.client.meta.endpoint_url
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
+    directory = str(issuer.key_path.parent)
     workers = [
         context.Process(
-            target=client_worker, args=(i, endpoint, local_store.table_name, event_ids, results)
+            target=client_worker,
+            args=(i, endpoint, local_store.table_name, owners, directory, results),
         )
         for i in range(WORKERS)
     ]
@@ -244,3 +302,5 @@ def test_faults_under_concurrent_load_break_no_invariant(local_store: TicketStor
     assert promoted > 0  # the scenario did exercise promotion...
     assert figures["503 answers"] > 0  # ...and the 503 path
     assert figures["waiting list left"] > 0
+    assert figures["box office requests"] > 0  # organisers acted for people...
+    assert figures["box office refused on another organiser's event"] > 0  # ...and were refused

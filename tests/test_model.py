@@ -35,6 +35,8 @@ from chalicelib.storage import TicketStore
 from tests.conftest import Api, local_only
 
 PEOPLE = ["ann", "bob", "cat", "dan", "eve"]
+#: Two organisers: each is box office for their own events only.
+ORGANISERS = ("org-one@example.com", "org-two@example.com")
 EMAILS = st.sampled_from(PEOPLE).flatmap(
     lambda name: st.sampled_from(
         [f"{name}@example.com", f"{name.upper()}@Example.COM", f"  {name.title()}@example.com "]
@@ -156,15 +158,25 @@ class BookingMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = BookingModel()
         self.last_event_id: int | None = None
+        self.owners: dict[int, str] = {}
 
     def check_event(self, event_id: int) -> None:
         violations = audit_events(self.store, [event_id]).violations
         assert not violations, violations
 
-    @rule(target=events, total=st.integers(min_value=1, max_value=3))
-    def create_event(self, total: int) -> int:
-        reply = self.api.post("/initialize", {"name": f"Event of {total}", "totalTickets": total})
+    @rule(
+        target=events,
+        total=st.integers(min_value=1, max_value=3),
+        organiser=st.sampled_from(ORGANISERS),
+    )
+    def create_event(self, total: int, organiser: str) -> int:
+        reply = self.api.post(
+            "/initialize",
+            {"name": f"Event of {total}", "totalTickets": total},
+            token=self.api.token(organiser, organiser=True),
+        )
         assert reply.status == 201, reply
+        self.owners[reply.body["eventId"]] = organiser
         event_id = reply.body["eventId"]
         if self.last_event_id is not None:
             assert event_id == self.last_event_id + 1  # sequential ids
@@ -202,6 +214,42 @@ class BookingMachine(RuleBasedStateMachine):
     def standing(self, event_id: int, email: str) -> None:
         reply = self.api.standing(event_id, email)
         assert_matches(reply, self.model.standing(event_id, canonical(email)), "standing")
+
+    @rule(
+        event_id=events,
+        email=EMAILS,
+        organiser=st.sampled_from(ORGANISERS),
+        action=st.sampled_from(["/book", "/cancel"]),
+    )
+    def box_office(self, event_id: int, email: str, organiser: str, action: str) -> None:
+        """An organiser acts for someone: as that person on their own event, 403 elsewhere."""
+        body = {"eventId": event_id, "userEmail": email}
+        reply = self.api.post(action, body, token=self.api.token(organiser, organiser=True))
+        if self.owners[event_id] != organiser:
+            assert (reply.status, reply.body["Code"]) == (403, "ForbiddenError"), reply
+        elif action == "/book":
+            expected = self.model.book(event_id, canonical(email), None)
+            assert_matches(reply, expected, f"box office books {email}")
+        else:
+            expected = self.model.cancel(event_id, canonical(email))
+            assert_matches(reply, expected, f"box office cancels {email}")
+        if reply.status < 300:
+            assert reply.body["userEmail"] == canonical(email)  # acted for exactly that person
+        self.check_event(event_id)
+
+    @rule(
+        event_id=events, caller=EMAILS, other=EMAILS, action=st.sampled_from(["/book", "/cancel"])
+    )
+    def acting_for_someone_else_is_refused(
+        self, event_id: int, caller: str, other: str, action: str
+    ) -> None:
+        if canonical(caller) == canonical(other):
+            return
+        reply = self.api.post(
+            action, {"eventId": event_id, "userEmail": other}, token=self.api.token(caller)
+        )
+        assert (reply.status, reply.body["Code"]) == (403, "ForbiddenError"), reply
+        self.check_event(event_id)
 
     @rule(event_id=events)
     def status(self, event_id: int) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from chalicelib.storage import TicketStore
 from devtools.bench import report as reports
 from devtools.bench.scenario import Sample, plan_flash_sale, run_phases
 from devtools.dynamodb_local import ROOT, DynamoDBLocal, local_client
+from devtools.issuer import LocalIssuer
 from devtools.tables import create_table_if_missing
 
 TABLE = "bench"
@@ -41,12 +43,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole benchmark; write ``flash-sale.json`` and ``latency.png``; return the report."""
     if args.users < args.tickets + args.cancels:
         raise SystemExit("--users must be at least --tickets + --cancels (so cancels promote)")
-    with DynamoDBLocal() as database:
+    with DynamoDBLocal() as database, tempfile.TemporaryDirectory() as issuer_directory:
+        LocalIssuer(Path(issuer_directory))  # the workers sign people in with its key
         client = local_client(database.endpoint_url)
         create_table_if_missing(client, TABLE)
         sale = plan_flash_sale(TicketStore(client, TABLE), args)
         samples, durations = run_phases(
-            database.endpoint_url, TABLE, args.processes, sale.phases, sale.before
+            database.endpoint_url, TABLE, args.processes, sale.phases, issuer_directory, sale.before
         )
         correctness = reports.correctness(
             database.endpoint_url, TABLE, sale.sale_event_id, args.tickets

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chalicelib.clock import now_iso
@@ -117,8 +118,18 @@ def baseline_booking(client: Any, table: str, email: str, counter: str = "BASELI
         return "REFUSED"
 
 
-def _worker(endpoint: str, table: str, barrier: Any, jobs: list[Job], results: Any) -> None:
-    """One "Lambda instance": runs its share of each phase, starting with the others."""
+def _worker(
+    endpoint: str, table: str, issuer_directory: str, barrier: Any, jobs: list[Job], results: Any
+) -> None:
+    """One "Lambda instance": runs its share of each phase, starting with the others.
+
+    Every person signs in with their own token, minted before the clock starts:
+    what is measured is the service's work, token verification included.
+    """
+    from devtools.issuer import LocalIssuer
+
+    issuer = LocalIssuer(Path(issuer_directory))
+    os.environ.update(issuer.environment)
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ.update(
         {
@@ -139,6 +150,7 @@ def _worker(endpoint: str, table: str, barrier: Any, jobs: list[Job], results: A
         barrier.wait()  # the phase starts in every worker at once
         path = PHASES[kind(phase)][1]
         for email in emails:
+            token = issuer.token(email) if path is not None else None
             meter.reset()
             started = time.perf_counter()
             if path is None:
@@ -148,7 +160,7 @@ def _worker(endpoint: str, table: str, barrier: Any, jobs: list[Job], results: A
                 outcome = baseline_booking(baseline_client, table, email, counter)
             else:
                 status, body = instance.invoke(
-                    "POST", path, {"eventId": event_id, "userEmail": email}
+                    "POST", path, {"eventId": event_id, "userEmail": email}, token=token
                 )
                 outcome = outcome_of(phase, status, body)
             seconds = time.perf_counter() - started
@@ -172,6 +184,7 @@ def run_phases(
     table: str,
     processes: int,
     phases: list[Job],
+    issuer_directory: str,
     before: dict[str, Callable[[], None]] | None = None,
 ) -> tuple[list[Sample], dict[str, float]]:
     """Run the phases in order across ``processes`` workers; return samples and durations.
@@ -187,7 +200,10 @@ def run_phases(
     for index in range(processes):
         jobs = [(phase, event_id, emails[index::processes]) for phase, event_id, emails in phases]
         workers.append(
-            context.Process(target=_worker, args=(endpoint, table, barrier, jobs, results))
+            context.Process(
+                target=_worker,
+                args=(endpoint, table, issuer_directory, barrier, jobs, results),
+            )
         )
     for worker in workers:
         worker.start()
