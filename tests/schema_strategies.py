@@ -13,22 +13,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from chalicelib.contract.check import ANNOTATIONS, KEYWORDS
 from chalicelib.contract.schemas import Schema
 
-KNOWN = {
-    "type",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "minimum",
-    "maximum",
-    "oneOf",
-    "required",
-    "properties",
-    "additionalProperties",
-    "description",
-    "default",
-}
+#: What the generator understands: exactly what the service's checks enforce.
+KNOWN = KEYWORDS | ANNOTATIONS
 
 
 def from_schema(schema: Schema) -> st.SearchStrategy[Any]:

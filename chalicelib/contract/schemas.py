@@ -93,8 +93,9 @@ CURSOR: Schema = {
 }
 
 
-def _request(required: list[str], properties: dict[str, Schema]) -> Schema:
-    """A request body: exactly these fields (unknown ones are refused, not ignored)."""
+def _object(required: list[str], properties: dict[str, Schema]) -> Schema:
+    """Exactly these fields: a request's unknown fields are refused, not ignored, and
+    an answer never carries one the description does not list."""
     return {
         "type": "object",
         "required": required,
@@ -103,23 +104,14 @@ def _request(required: list[str], properties: dict[str, Schema]) -> Schema:
     }
 
 
-NEW_EVENT = _request(
+NEW_EVENT = _object(
     ["name", "totalTickets"],
     {"name": NAME, "totalTickets": TOTAL_TICKETS, "waitingListCap": WAITING_LIST_CAP},
 )
 #: ``userEmail`` may be left out (the caller's own, from the token); if given, it
 #: must be the caller's own, unless the caller is the event's organiser.
-PLACE_REQUEST = _request(["eventId"], {"eventId": EVENT_ID, "userEmail": EMAIL})
-LOOKUP_REQUEST = _request(["userEmail"], {"userEmail": EMAIL})
-
-
-def _answer(required: list[str], properties: dict[str, Schema]) -> Schema:
-    return {
-        "type": "object",
-        "required": required,
-        "additionalProperties": False,
-        "properties": properties,
-    }
+PLACE_REQUEST = _object(["eventId"], {"eventId": EVENT_ID, "userEmail": EMAIL})
+LOOKUP_REQUEST = _object(["userEmail"], {"userEmail": EMAIL})
 
 
 _ID = {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_ID}
@@ -128,8 +120,8 @@ _NORMALISED_EMAIL = {"type": "string", "maxLength": MAX_EMAIL_LENGTH}
 _PLACE_STATUS = {"type": "string", "enum": ["BOOKED", "WAITLISTED"]}
 _POSITION = {"type": "integer", "minimum": 1, "description": "1 = next in line"}
 
-ERROR = _answer(["Code", "Message"], {"Code": {"type": "string"}, "Message": {"type": "string"}})
-EVENT = _answer(
+ERROR = _object(["Code", "Message"], {"Code": {"type": "string"}, "Message": {"type": "string"}})
+EVENT = _object(
     [
         "eventId",
         "name",
@@ -150,7 +142,7 @@ EVENT = _answer(
         "createdAt": {"type": "string", "format": "date-time"},
     },
 )
-EVENT_PAGE = _answer(
+EVENT_PAGE = _object(
     ["events", "nextCursor"],
     {
         "events": {
@@ -161,7 +153,7 @@ EVENT_PAGE = _answer(
         "nextCursor": {**CURSOR, "type": ["string", "null"]},
     },
 )
-BOOKING = _answer(
+BOOKING = _object(
     ["message", "eventId", "userEmail", "status"],
     {
         "message": {"type": "string"},
@@ -172,7 +164,7 @@ BOOKING = _answer(
         "idempotentReplay": {"type": "boolean", "enum": [True]},
     },
 )
-CANCELLATION = _answer(
+CANCELLATION = _object(
     [
         "message",
         "eventId",
@@ -190,7 +182,7 @@ CANCELLATION = _answer(
         "ticketPassedToWaitingList": {"type": "boolean"},
     },
 )
-STANDING = _answer(
+STANDING = _object(
     ["eventId", "userEmail", "status", "position"],
     {
         "eventId": _ID,
