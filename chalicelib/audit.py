@@ -8,6 +8,7 @@ so tests (and operators, on a live table) can prove it rather than assume it.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -110,61 +111,86 @@ def check_partition(event_id: int, partition: EventPartition) -> list[Violation]
     return malformed + check_event(event, places)
 
 
+Finding = tuple[str, str]  # (rule, detail)
+
+
 def check_event(event: Event, places: list[Place]) -> list[Violation]:
-    found: list[Violation] = []
-
-    def violation(rule: str, detail: str) -> None:
-        found.append(Violation(event.event_id, rule, detail))
-
+    """Every rule that one event's items must satisfy, however they were written."""
     booked = [p for p in places if p.status == Status.BOOKED]
     waiting = [p for p in places if p.status == Status.WAITLISTED]
+    findings = [
+        *_counter_rules(event, booked, waiting),
+        *_one_place_per_person(places),
+        *_order_rules(event, booked, waiting),
+    ]
+    return [Violation(event.event_id, rule, detail) for rule, detail in findings]
 
+
+def _counter_rules(event: Event, booked: list[Place], waiting: list[Place]) -> list[Finding]:
+    """The counters agree with the items, never go negative, and respect the caps."""
+    found: list[Finding] = []
     if event.available_tickets + event.booked_tickets != event.total_tickets:
-        violation(
-            "tickets-conserved",
-            f"available {event.available_tickets} + booked {event.booked_tickets}"
-            f" != total {event.total_tickets}",
+        found.append(
+            (
+                "tickets-conserved",
+                f"available {event.available_tickets} + booked {event.booked_tickets}"
+                f" != total {event.total_tickets}",
+            )
         )
     if event.available_tickets < 0 or event.booked_tickets < 0 or event.waiting_list_count < 0:
-        violation("counters-non-negative", f"counters of {event} went below zero")
+        found.append(("counters-non-negative", f"counters of {event} went below zero"))
     if event.booked_tickets != len(booked):
-        violation("booked-count", f"counter {event.booked_tickets} but {len(booked)} booking items")
+        found.append(
+            ("booked-count", f"counter {event.booked_tickets} but {len(booked)} booking items")
+        )
     if event.waiting_list_count != len(waiting):
-        violation(
-            "waiting-count",
-            f"counter {event.waiting_list_count} but {len(waiting)} waiting items",
+        found.append(
+            (
+                "waiting-count",
+                f"counter {event.waiting_list_count} but {len(waiting)} waiting items",
+            )
         )
     if event.waiting_list_cap is not None and len(waiting) > event.waiting_list_cap:
-        violation(
-            "waiting-list-cap",
-            f"{len(waiting)} people wait, past the cap of {event.waiting_list_cap}",
+        found.append(
+            ("waiting-list-cap", f"{len(waiting)} wait, past the cap of {event.waiting_list_cap}")
         )
     if event.available_tickets > 0 and waiting:
-        violation(
-            "no-wait-while-available",
-            f"{event.available_tickets} tickets free while {len(waiting)} people wait",
+        found.append(
+            (
+                "no-wait-while-available",
+                f"{event.available_tickets} tickets free while {len(waiting)} people wait",
+            )
         )
+    return found
 
-    normalised = [p.email.strip().lower() for p in places]
-    duplicates = sorted({e for e in normalised if normalised.count(e) > 1})
-    if duplicates:
-        violation("one-place-per-person", f"{len(duplicates)} emails hold more than one place")
 
+def _one_place_per_person(places: list[Place]) -> list[Finding]:
+    holders = Counter(p.email.strip().lower() for p in places)
+    twice = [email for email, count in holders.items() if count > 1]
+    if twice:
+        return [("one-place-per-person", f"{len(twice)} emails hold more than one place")]
+    return []
+
+
+def _order_rules(event: Event, booked: list[Place], waiting: list[Place]) -> list[Finding]:
+    """Wait keys are unique and not newer than the event's; promotions went first in, first out."""
+    found: list[Finding] = []
     keys = [p.wait_key for p in waiting]
     if any(k is None for k in keys):
-        violation("waiting-key", "a waiting place has no waitKey")
+        found.append(("waiting-key", "a waiting place has no waitKey"))
     present = sorted(k for k in keys if k is not None)
     if len(set(present)) != len(present):
-        violation("waiting-order", "two waiting places share a waitKey")
+        found.append(("waiting-order", "two waiting places share a waitKey"))
     if present and present[-1] > event.last_wait_key:
-        violation("waiting-order", "a waitKey is newer than the event's lastWaitKey")
+        found.append(("waiting-order", "a waitKey is newer than the event's lastWaitKey"))
     if any(p.wait_key is not None for p in booked):
-        violation("waiting-key", "a booked place still carries a waitKey")
-
+        found.append(("waiting-key", "a booked place still carries a waitKey"))
     promoted = [p.promoted_from_wait_key for p in booked if p.promoted_from_wait_key is not None]
     if promoted and present and max(promoted) > present[0]:
-        violation(
-            "fifo-promotion",
-            "someone was promoted from the waiting list ahead of a person still waiting",
+        found.append(
+            (
+                "fifo-promotion",
+                "someone was promoted from the waiting list ahead of a person still waiting",
+            )
         )
     return found

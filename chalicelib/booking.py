@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.clock import now_iso
@@ -26,6 +25,7 @@ from chalicelib.errors import (
     ServiceBusy,
     WaitingListFull,
 )
+from chalicelib.hints import SoldOutHints
 from chalicelib.identity.access import Caller, require_owner, speaks_for_self
 from chalicelib.models import BookingOutcome, CancellationOutcome, Event, Place, Standing, Status
 from chalicelib.storage import TicketStore
@@ -51,34 +51,6 @@ DEFAULT_WAITING_LIST_CAP = 10_000
 #: Ids only clash when the id sequence lags behind the table (say, after a
 #: restore); one clash moves the sequence past the newest event.
 MAX_ID_CLASHES = 3
-
-
-class SoldOutHints:
-    """The events this instance last saw sold out (per table), to skip a doomed booking attempt.
-
-    Only a guess about which conditional write to try first: a booking for an
-    event seen sold out goes straight to the waiting list, saving one DynamoDB
-    request. If tickets came back meanwhile, the join's condition fails,
-    DynamoDB returns the event, and the ticket is booked instead. Correctness
-    never depends on it; bounded so a long-lived instance cannot grow it forever.
-    """
-
-    def __init__(self, capacity: int = 1024) -> None:
-        self.capacity = capacity
-        self._events: OrderedDict[tuple[str, int], Event] = OrderedDict()
-
-    def get(self, table: str, event_id: int) -> Event | None:
-        return self._events.get((table, event_id))
-
-    def remember(self, table: str, event: Event) -> None:
-        key = (table, event.event_id)
-        if event.available_tickets > 0:
-            self._events.pop(key, None)
-            return
-        self._events[key] = event
-        self._events.move_to_end(key)
-        while len(self._events) > self.capacity:
-            self._events.popitem(last=False)
 
 
 sold_out_hints = SoldOutHints()

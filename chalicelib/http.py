@@ -18,35 +18,21 @@ from contextvars import ContextVar
 from typing import Any
 
 from chalice.app import (
-    BadRequestError,
     Chalice,
-    ChaliceViewError,
-    ConflictError,
-    ForbiddenError,
-    NotFoundError,
     Request,
     Response,
-    TooManyRequestsError,
-    UnauthorizedError,
 )
 
+from chalicelib.answers import error_answer, internal_error_response
 from chalicelib.contract import body as raw_body
 from chalicelib.contract import schemas
 from chalicelib.contract.check import check
 from chalicelib.contract.operations import BY_ID, Operation
 from chalicelib.errors import (
-    AlreadyHoldsPlace,
-    BodyTooLarge,
     BookingError,
-    DailyLimitReached,
-    EventNotFound,
-    Forbidden,
     InvalidRequest,
-    NoPlaceHeld,
-    ServiceBusy,
     Unauthenticated,
     UnsupportedMediaType,
-    WaitingListFull,
 )
 from chalicelib.identity import tokens
 from chalicelib.identity.access import Access, Caller, require, set_caller
@@ -61,44 +47,12 @@ from chalicelib.observability import (
 )
 from chalicelib.retry import reset_retry_count, retry_count
 
-_CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
-    InvalidRequest: BadRequestError,
-    EventNotFound: NotFoundError,
-    NoPlaceHeld: NotFoundError,
-    AlreadyHoldsPlace: ConflictError,
-    WaitingListFull: ConflictError,
-    Forbidden: ForbiddenError,
-    Unauthenticated: UnauthorizedError,
-    DailyLimitReached: TooManyRequestsError,
-}
-#: Errors Chalice has no class for: (status, ``Code``).
-_OTHER_ERRORS: dict[type[BookingError], tuple[int, str]] = {
-    BodyTooLarge: (413, "RequestEntityTooLargeError"),
-    UnsupportedMediaType: (415, "UnsupportedMediaType"),
-}
-
 #: The current request's body, parsed at most once: the JSON object, or the
 #: error that says why it is not one. Unset until a route asks for it.
 _parsed_body: ContextVar[dict[str, Any] | BookingError | None] = ContextVar(
     "parsed_body", default=None
 )
 _current_request: ContextVar[Request | None] = ContextVar("current_request", default=None)
-
-
-def error_response(status: int, code: str, message: str, **headers: str) -> Response:
-    return Response(
-        body={"Code": code, "Message": message}, status_code=status, headers=dict(headers)
-    )
-
-
-def service_busy_response(error: ServiceBusy) -> Response:
-    return error_response(
-        503, "ServiceUnavailable", str(error), **{"Retry-After": str(error.retry_after_seconds)}
-    )
-
-
-def internal_error_response() -> Response:
-    return error_response(500, "InternalServerError", "An internal server error occurred")
 
 
 def authenticate(access: Access, request: Request | None) -> Caller | None:
@@ -111,17 +65,6 @@ def authenticate(access: Access, request: Request | None) -> Caller | None:
     if email is None:
         raise Unauthenticated("the token's email is not an address this service accepts")
     return Caller(claims.subject, email.strip(" ").lower(), claims.is_organiser)
-
-
-def _error_headers(error: BookingError) -> dict[str, str]:
-    if isinstance(error, Unauthenticated):
-        challenge = 'Bearer realm="ticket-booking"'
-        if error.invalid_token:
-            challenge += f', error="invalid_token", error_description="{error}"'
-        return {"WWW-Authenticate": challenge}
-    if isinstance(error, DailyLimitReached):
-        return {"Retry-After": str(error.retry_after_seconds)}
-    return {}
 
 
 def request_bytes(request: Request) -> bytes:
@@ -205,16 +148,8 @@ class RequestObserver:
             require(operation.access, caller)
             set_caller(caller)
             response = view(**uri_params)
-        except ServiceBusy as error:
-            return service_busy_response(error), "ServiceBusy"
         except BookingError as error:
-            if type(error) in _OTHER_ERRORS:
-                status, code = _OTHER_ERRORS[type(error)]
-            else:
-                chalice_error = _CHALICE_ERRORS[type(error)]
-                status, code = chalice_error.STATUS_CODE, chalice_error.__name__
-            headers = _error_headers(error)
-            return error_response(status, code, str(error), **headers), type(error).__name__
+            return error_answer(error), type(error).__name__
         body = response.body if isinstance(response.body, dict) else {}
         return response, str(body.get("status", "OK"))
 

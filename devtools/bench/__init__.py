@@ -6,9 +6,9 @@ Each phase is started by all worker processes at once (a barrier), each worker
 being one "Lambda instance" that invokes the real Chalice app with API
 Gateway-shaped events (no HTTP server in the measured path).
 
-The package is split by job: ``scenario`` (the phases and the worker
-processes), ``report`` (figures, correctness from the audit, table and plot) and
-``cli`` (arguments, the run, the files). Phases, in order:
+The package is split by job: ``plan`` (the events and phases), ``scenario``
+(the worker processes that run them), ``report`` (figures, correctness from the
+audit, table and plot) and ``cli`` (arguments, the run, the files). Phases, in order:
 
 1. flash sale: ``tickets`` distinct users book one event of ``tickets`` tickets;
 2. waiting list: ``users - tickets`` more users book the sold-out event;

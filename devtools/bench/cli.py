@@ -13,7 +13,8 @@ from typing import Any
 
 from chalicelib.storage import TicketStore
 from devtools.bench import report as reports
-from devtools.bench.scenario import Sample, plan_flash_sale, run_phases
+from devtools.bench.plan import plan_flash_sale
+from devtools.bench.scenario import Sample, run_phases
 from devtools.dynamodb_local import ROOT, DynamoDBLocal, local_client
 from devtools.issuer import LocalIssuer
 from devtools.tables import create_table_if_missing

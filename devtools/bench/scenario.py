@@ -118,63 +118,69 @@ def baseline_booking(client: Any, table: str, email: str, counter: str = "BASELI
         return "REFUSED"
 
 
-def _worker(
-    endpoint: str, table: str, issuer_directory: str, barrier: Any, jobs: list[Job], results: Any
-) -> None:
-    """One "Lambda instance": runs its share of each phase, starting with the others.
+@dataclass
+class _Instance:
+    """What one worker process holds: the app, its meter, a bare client, the issuer."""
 
-    Every person signs in with their own token, minted before the clock starts:
-    what is measured is the service's work, token verification included.
-    """
+    table: str
+    app: LambdaInstance
+    meter: RequestMeter
+    baseline_client: Any
+    issuer: Any
+
+
+def _start_instance(endpoint: str, table: str, issuer_directory: str) -> _Instance:
     from devtools.issuer import LocalIssuer
 
     issuer = LocalIssuer(Path(issuer_directory))
     os.environ.update(issuer.environment)
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ.update(
-        {
-            schema.TABLE_NAME_ENV: table,
-            schema.ENDPOINT_URL_ENV: endpoint,
-            "LOG_LEVEL": "INFO",
-        }
+        {schema.TABLE_NAME_ENV: table, schema.ENDPOINT_URL_ENV: endpoint, "LOG_LEVEL": "INFO"}
     )
     # The service logs one line per request as in production; CloudWatch would
     # take it from stdout, here it goes nowhere (but is still formatted).
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     meter = RequestMeter()
-    instance = LambdaInstance(meter)
+    app = LambdaInstance(meter)
     baseline_client = local_client(endpoint, retries={"max_attempts": 1})
     meter.attach(baseline_client)
+    return _Instance(table, app, meter, baseline_client, issuer)
+
+
+def _measure(instance: _Instance, phase: str, event_id: int, email: str) -> Sample:
+    """One call of ``phase`` for ``email``: its answer, its time and its DynamoDB cost.
+
+    The token is minted before the clock starts: what is measured is the
+    service's work, token verification included.
+    """
+    path = PHASES[kind(phase)][1]
+    token = instance.issuer.token(email) if path is not None else None
+    instance.meter.reset()
+    started = time.perf_counter()
+    if path is None:
+        counter = BASELINE_COUNTERS[1] if phase.startswith("warmup") else BASELINE_COUNTERS[0]
+        outcome = baseline_booking(instance.baseline_client, instance.table, email, counter)
+    else:
+        body = {"eventId": event_id, "userEmail": email}
+        status, answer = instance.app.invoke("POST", path, body, token=token)
+        outcome = outcome_of(phase, status, answer)
+    meter = instance.meter
+    seconds = time.perf_counter() - started
+    return Sample(
+        phase, outcome, seconds, time.time(), meter.total, meter.write_units, meter.read_units
+    )
+
+
+def _worker(
+    endpoint: str, table: str, issuer_directory: str, barrier: Any, jobs: list[Job], results: Any
+) -> None:
+    """One "Lambda instance": runs its share of each phase, starting with the others."""
+    instance = _start_instance(endpoint, table, issuer_directory)
     samples: list[dict[str, Any]] = []
     for phase, event_id, emails in jobs:
         barrier.wait()  # the phase starts in every worker at once
-        path = PHASES[kind(phase)][1]
-        for email in emails:
-            token = issuer.token(email) if path is not None else None
-            meter.reset()
-            started = time.perf_counter()
-            if path is None:
-                counter = (
-                    BASELINE_COUNTERS[1] if phase.startswith("warmup") else BASELINE_COUNTERS[0]
-                )
-                outcome = baseline_booking(baseline_client, table, email, counter)
-            else:
-                status, body = instance.invoke(
-                    "POST", path, {"eventId": event_id, "userEmail": email}, token=token
-                )
-                outcome = outcome_of(phase, status, body)
-            seconds = time.perf_counter() - started
-            samples.append(
-                Sample(
-                    phase,
-                    outcome,
-                    seconds,
-                    time.time(),
-                    meter.total,
-                    meter.write_units,
-                    meter.read_units,
-                ).__dict__
-            )
+        samples += [_measure(instance, phase, event_id, email).__dict__ for email in emails]
         barrier.wait()  # ...and ends when the last worker is done
     results.put(samples)
 
@@ -249,61 +255,3 @@ def prefill_bookings(client: Any, table: str, event_id: int, count: int) -> None
         " bookedTickets = bookedTickets + :n",
         ExpressionAttributeValues={":n": items.number(count)},
     )
-
-
-@dataclass
-class FlashSale:
-    """The planned run: its phases, what runs between them, and the events they use."""
-
-    phases: list[Job]
-    before: dict[str, Callable[[], None]]
-    sale_event_id: int
-    large_window: int
-
-
-def plan_flash_sale(store: Any, args: Any) -> FlashSale:
-    """Create the events and counters, and lay out the phases (see ``devtools.bench``)."""
-    from functools import partial
-
-    from chalicelib import booking
-
-    client, table = store.client, store.table_name
-    event = booking.create_event(store, "Flash sale", args.tickets, owner_id=ORGANISER_ID)
-    warm = [f"warm{i:06d}@example.com" for i in range(args.warmup)]
-    warm_event = booking.create_event(store, "Warm-up", max(1, args.warmup), owner_id=ORGANISER_ID)
-    put_baseline_counter(client, table, BASELINE_COUNTERS[0], args.tickets)
-    put_baseline_counter(client, table, BASELINE_COUNTERS[1], args.warmup)
-    emails = [f"fan{i:06d}@example.com" for i in range(args.users)]
-    buyers, waiters = emails[: args.tickets], emails[args.tickets :]
-    quarter = args.tickets // 4
-    quarters = [slice(i * quarter, args.tickets if i == 3 else (i + 1) * quarter) for i in range(4)]
-    # Warm-up first (DynamoDB Local's JVM compiles its hot paths during the
-    # first thousands of requests); then baseline and service alternate in ABBA
-    # blocks, so that a database still warming up (or any drift) weighs on both
-    # sides equally.
-    phases: list[Job] = [
-        ("warmup", warm_event.event_id, warm),
-        ("warmup_baseline", 0, warm),
-        *[
-            (f"{name}_{block}", event.event_id if name == "book" else 0, buyers[part])
-            for block, part in enumerate(quarters)
-            for name in (("baseline", "book") if block % 2 == 0 else ("book", "baseline"))
-        ],
-        ("waitlist", event.event_id, waiters),
-        ("cancel_promote", event.event_id, buyers[: args.cancels]),
-    ]
-    before: dict[str, Callable[[], None]] = {}
-    window = min(1000, args.large_event // 2)
-    if args.large_event:
-        # Bookings 1..window, then (filled in directly) up to
-        # large_event - window, then the last window bookings.
-        large = booking.create_event(store, "Large event", args.large_event, owner_id=ORGANISER_ID)
-        crowd = [f"crowd{i:06d}@example.com" for i in range(2 * window)]
-        phases += [
-            ("large_first", large.event_id, crowd[:window]),
-            ("large_last", large.event_id, crowd[window:]),
-        ]
-        before["large_last"] = partial(
-            prefill_bookings, client, table, large.event_id, args.large_event - 2 * window
-        )
-    return FlashSale(phases, before, event.event_id, window)
