@@ -243,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # A second Ctrl-C or SIGTERM (a process-group kill reaches make and this
+        # process; make forwards it again) must not cut the cleanup short and
+        # leave DynamoDB Local listening: shut down with both signals ignored.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         api.stop()
         database.stop()
         print("stopped the API and DynamoDB Local", flush=True)

@@ -1,20 +1,33 @@
-"""Chalice's own ``chalice local``, with a listen backlog that survives a rush.
+"""Chalice's own ``chalice local``, adjusted where a dev server must behave like the real edge.
 
     python -m devtools.local_api local --stage local --host 127.0.0.1 --port 8000 --no-autoreload
 
-``chalice.local.ThreadedHTTPServer`` keeps ``socketserver``'s
-``request_queue_size`` of 5: when more connections arrive at once than that
-queue holds, the kernel resets or drops the rest before a request thread ever
-sees them (on a fresh ``make dev``, 23 of 40 simultaneous clients were reset).
-Raising that class attribute before chalice builds its server is the smallest
-change that fixes it: the server, its request handling and its thread per
-request stay chalice's, and so does the command line. ``devtools.dev_server``
-runs this with ``--no-autoreload`` and does the reloading itself.
+Three adjustments, made to chalice's classes before its CLI builds the server;
+the server, its request handling and its thread per request stay chalice's:
+
+* **Listen backlog.** ``ThreadedHTTPServer`` keeps ``socketserver``'s
+  ``request_queue_size`` of 5: when more connections arrive at once than that
+  queue holds, the kernel resets or drops the rest before a request thread ever
+  sees them (on a fresh ``make dev``, 23 of 40 simultaneous clients were reset).
+* **Body size.** chalice reads ``Content-Length`` bytes into memory before the
+  app sees anything, so ``Content-Length: 99999999999`` ended in a
+  ``MemoryError`` and no answer at all. API Gateway refuses payloads over 10 MB
+  itself; so does this, with a 413 in the API's own error shape, before reading.
+  (The app's 16 KiB limit still answers 413 for anything between.)
+* **Access log.** chalice logs each request line, query string included; a
+  client that puts an email in a URL would see it printed in clear. The line is
+  logged without its query string, as API Gateway's access log is configured.
+
+``devtools.dev_server`` runs this with ``--no-autoreload`` and does the
+reloading itself.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from typing import Any
 
 from chalice import local
 from chalice.cli import main as chalice_main
@@ -22,11 +35,54 @@ from chalice.cli import main as chalice_main
 #: Connections the kernel queues until a thread accepts them (capped by
 #: ``net.core.somaxconn``, 4096 on current Linux).
 LISTEN_BACKLOG = 1024
+#: API Gateway's payload limit for a REST API.
+GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024
+_QUERY = re.compile(r"\?\S*")
+
+
+def _refuse(handler: Any, status: int, code: str, message: str) -> None:
+    body = json.dumps({"Code": code, "Message": message}).encode()
+    handler.close_connection = True  # the unread body must not be taken for a next request
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _handle_within_the_gateways_limit(original: Any) -> Any:
+    def handle(self: Any) -> None:
+        declared = self.headers.get("content-length", "0").strip()
+        if not declared.isascii() or not declared.isdigit():
+            _refuse(self, 400, "BadRequestError", "Content-Length must be a whole number")
+            return
+        if int(declared) > GATEWAY_MAX_BODY_BYTES:
+            limit = f"{GATEWAY_MAX_BODY_BYTES:,}"
+            _refuse(self, 413, "RequestEntityTooLargeError", f"the gateway accepts {limit} bytes")
+            return
+        original(self)
+
+    return handle
+
+
+def _log_request_without_query(self: Any, code: Any = "-", size: Any = "-") -> None:
+    self.log_message('"%s" %s %s', _QUERY.sub("", self.requestline), str(code), str(size))
+
+
+def adjust_chalice_local() -> None:
+    local.ThreadedHTTPServer.request_queue_size = LISTEN_BACKLOG
+    handler = local.ChaliceRequestHandler
+    guarded = _handle_within_the_gateways_limit(handler._generic_handle)
+    # chalice binds every do_<METHOD> to _generic_handle when the class is made.
+    for method in ("GET", "PUT", "POST", "HEAD", "DELETE", "PATCH", "OPTIONS"):
+        setattr(handler, f"do_{method}", guarded)
+    handler.log_request = _log_request_without_query  # type: ignore[method-assign]
 
 
 def main() -> int:
-    """Run chalice's CLI with the larger backlog; the arguments are chalice's."""
-    local.ThreadedHTTPServer.request_queue_size = LISTEN_BACKLOG
+    """Run chalice's CLI on the adjusted server; the arguments are chalice's."""
+    adjust_chalice_local()
     return chalice_main()
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,6 +53,8 @@ from tests.schema_strategies import from_schema
 from tests.test_validation import table_snapshot
 
 SPEC = document()
+#: Where each chalice local server of this module writes its output, by port.
+SERVER_LOGS: dict[int, Path] = {}
 REQUEST_SCHEMAS = {
     "NewEvent": schemas.NEW_EVENT,
     "PlaceRequest": schemas.PLACE_REQUEST,
@@ -624,13 +627,16 @@ def test_each_class_of_malformed_input_gets_its_4xx_and_writes_nothing(
 
 @pytest.fixture(scope="module")
 def chalice_local(
-    dynamodb_local: DynamoDBLocal, issuer: LocalIssuer
+    dynamodb_local: DynamoDBLocal, issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, int, TicketStore]]:
     """``chalice local`` (as ``make dev`` runs it), on its own table and port."""
     table = unique_table_name()
     client = local_client(dynamodb_local.endpoint_url)  # a module fixture: its own credentials
     create_table_if_missing(client, table)
     port = free_port()
+    log_path = tmp_path_factory.mktemp("chalice-local") / "server.log"
+    SERVER_LOGS[port] = log_path
+    server_log = log_path.open("wb")
     env = {
         **os.environ,
         **LOCAL_CREDENTIALS,
@@ -646,8 +652,8 @@ def chalice_local(
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -667,6 +673,7 @@ def chalice_local(
     finally:
         process.terminate()
         process.wait(timeout=20)
+        server_log.close()
 
 
 def _send(
@@ -703,3 +710,44 @@ def test_raw_bytes_over_http_get_the_same_answers(
     _expect(case, status, body)
     if case.status >= 400:
         assert table_snapshot(store) == before
+
+
+@pytest.mark.dynamodb_local
+def test_a_huge_declared_length_gets_a_413_without_the_body_being_read(
+    chalice_local: tuple[str, int, TicketStore], issuer: LocalIssuer
+) -> None:
+    """chalice local used to read Content-Length bytes first: 99999999999 meant a MemoryError."""
+    host, port, _ = chalice_local
+    for declared, status, code in (
+        ("99999999999", 413, "RequestEntityTooLargeError"),
+        ("-5", 400, "BadRequestError"),
+        ("12abc", 400, "BadRequestError"),
+    ):
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.putrequest("POST", "/book")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Authorization", f"Bearer {issuer.token(ORGANISER, True)}")
+        connection.putheader("Content-Length", declared)
+        connection.endheaders(b'{"eventId": 1}')
+        response = connection.getresponse()
+        assert response.status == status, declared
+        assert json.loads(response.read())["Code"] == code
+        connection.close()
+    assert _send(host, port, "GET", "/events", None)[0] == 200  # still serving
+
+
+@pytest.mark.dynamodb_local
+def test_the_servers_access_log_never_shows_a_query_string(
+    chalice_local: tuple[str, int, TicketStore], issuer: LocalIssuer
+) -> None:
+    """A client may put an email in a URL; the server's own log must not print it."""
+    host, port, _ = chalice_local
+    token = issuer.token("bob@example.com")
+    path = "/events/1/standing?userEmail=bob%40example.com"
+    assert _send(host, port, "GET", path, None, token=token)[0] == 400
+    assert _send(host, port, "GET", "/events?limit=1&cursor=1", None)[0] == 200
+    time.sleep(0.5)  # the access-log line is written after the answer
+    log = SERVER_LOGS[port]
+    text = log.read_text(errors="replace")
+    assert '"GET /events/1/standing HTTP/1.1" 400' in text  # the line is there, without its query
+    assert "bob" not in text and "userEmail" not in text and "cursor=" not in text

@@ -126,10 +126,11 @@ class DevRun:
                 pytest.fail(f"make dev did not start:\n{self.output}")
             time.sleep(0.3)
 
-    def interrupt(self) -> None:
-        """What Ctrl-C in the terminal does: SIGINT to the whole process group."""
+    def interrupt(self, how: signal.Signals = signal.SIGINT) -> None:
+        """Ctrl-C in the terminal (SIGINT), or a process manager (SIGTERM), to the whole
+        process group: make and dev_server both get it, and make forwards it again."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
+            os.killpg(self.process.pid, how)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -139,13 +140,15 @@ class DevRun:
 
 
 @contextmanager
-def make_dev(project: Path, api_port: int, db_port: int) -> Iterator[DevRun]:
+def make_dev(
+    project: Path, api_port: int, db_port: int, stop: signal.Signals = signal.SIGINT
+) -> Iterator[DevRun]:
     run = DevRun(project, api_port, db_port)
     try:
         run.wait_until_answering()
         yield run
     finally:
-        run.interrupt()
+        run.interrupt(stop)
     assert "stopped the API and DynamoDB Local" in run.output, run.output
     # make found everything installed: the copy shares the checkout's .venv and node_modules.
     assert "pip install" not in run.output and "npm ci" not in run.output, run.output
@@ -319,7 +322,9 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
     assert not port_in_use(db_port)
 
     # 4. Stop and start again: the same events and places, from .dynamodb/ in the clone.
-    with make_dev(project, api_port, db_port) as run:
+    #    This time stopped with SIGTERM to the group, which arrives twice (make
+    #    forwards it): the cleanup must still stop DynamoDB Local.
+    with make_dev(project, api_port, db_port, stop=signal.SIGTERM) as run:
         assert _get(run.base_url + "/events?limit=100")["events"] == events_before
         standing = _get(
             f"{run.base_url}/events/{rush_event}/standing",
@@ -327,3 +332,5 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
         )
         assert standing["status"] in ("BOOKED", "WAITLISTED")
         assert run.restarts() == 0, run.output
+    assert not port_in_use(api_port), "SIGTERM left the API running"
+    assert not port_in_use(db_port), "SIGTERM left DynamoDB Local running"

@@ -118,7 +118,8 @@ def verify(token: str, config: IssuerConfig) -> Claims:
 def _identity(claims: dict[str, Any]) -> Claims:
     if claims.get("token_use") != "id":
         raise Unauthenticated("send an ID token (it carries your verified email)")
-    if claims.get("email_verified") not in (True, "true"):
+    verified = claims.get("email_verified")
+    if verified is not True and verified != "true":  # not 1: 1 == True in Python
         raise Unauthenticated("the token's email is not verified")
     email, subject = claims.get("email"), claims.get("sub")
     if not isinstance(email, str) or not email or not isinstance(subject, str) or not subject:
