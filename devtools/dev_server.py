@@ -192,8 +192,21 @@ def serve_and_reload(api: LocalApi, root: Path = ROOT) -> None:
             print("API reloaded", flush=True)
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _Stopping:
+    """Ctrl-C (SIGINT) or SIGTERM stops make dev once; any later one is ignored.
+
+    A signal to the process group reaches make and this process, and make
+    forwards it again: a second interrupt raised inside the cleanup would cut it
+    short and leave DynamoDB Local listening on its port.
+    """
+
+    begun = False
+
+    @classmethod
+    def on_signal(cls, signum: int, frame: object) -> None:
+        if not cls.begun:
+            cls.begun = True
+            raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     except DynamoDBLocalError as error:
         print(f"make dev: {error}", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, _Stopping.on_signal)
+    signal.signal(signal.SIGINT, _Stopping.on_signal)
     env = {
         **os.environ,
         **LOCAL_CREDENTIALS,
@@ -243,11 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        # A second Ctrl-C or SIGTERM (a process-group kill reaches make and this
-        # process; make forwards it again) must not cut the cleanup short and
-        # leave DynamoDB Local listening: shut down with both signals ignored.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _Stopping.begun = True  # from here on, signals no longer interrupt
         api.stop()
         database.stop()
         print("stopped the API and DynamoDB Local", flush=True)
