@@ -63,13 +63,6 @@ def parse_event_id(value: str | None, field: str = "eventId") -> int:
     return int(value)
 
 
-def parse_email(value: Any, field: str = "userEmail") -> str:
-    if value is None:
-        raise InvalidRequest(field, "is required")
-    check(schemas.EMAIL, value, field)
-    return normalise_email(value)
-
-
 def normalise_email(email: str) -> str:
     """One person, one identity: surrounding spaces and letter case do not count."""
     return email.strip(" ").lower()

@@ -127,7 +127,7 @@ def test_bad_idempotency_key_is_rejected(api: Api, store: TicketStore) -> None:
 
 
 def test_emails_are_normalised_to_one_identity() -> None:
-    assert validation.parse_email("  User1@Gmail.COM ") == "user1@gmail.com"
+    assert validation.normalise_email("  User1@Gmail.COM ") == "user1@gmail.com"
 
 
 def test_cursor_round_trips_and_every_cursor_the_schema_allows_is_accepted() -> None:
