@@ -44,6 +44,7 @@ class LocalIssuer:
         self.key_path = directory / "jwt-signing-key.pem"
         self.jwks_path = directory / "jwks.json"
         self._ensure()
+        self._signing_key: Any = None  # loaded once: parsing an RSA key costs milliseconds
 
     @property
     def environment(self) -> dict[str, str]:
@@ -89,8 +90,15 @@ class LocalIssuer:
                 payload.pop(name, None)
             else:
                 payload[name] = value
-        key = self.key_path.read_bytes()
-        return jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": self.kid})
+        return jwt.encode(payload, self._key(), algorithm=ALGORITHM, headers={"kid": self.kid})
+
+    def _key(self) -> Any:
+        if self._signing_key is None:
+            from cryptography.hazmat.primitives import serialization
+
+            pem = self.key_path.read_bytes()
+            self._signing_key = serialization.load_pem_private_key(pem, password=None)
+        return self._signing_key
 
     @staticmethod
     def subject(email: str) -> str:
