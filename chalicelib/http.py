@@ -46,6 +46,7 @@ from chalicelib.observability import (
     unbind_request,
 )
 from chalicelib.retry import reset_retry_count, retry_count
+from chalicelib.validation import normalise_email
 
 #: The current request's body, parsed at most once: the JSON object, or the
 #: error that says why it is not one. Unset until a route asks for it.
@@ -64,7 +65,7 @@ def authenticate(access: Access, request: Request | None) -> Caller | None:
     email = _valid_or_none(schemas.EMAIL, claims.email)
     if email is None:
         raise Unauthenticated("the token's email is not an address this service accepts")
-    return Caller(claims.subject, email.strip(" ").lower(), claims.is_organiser)
+    return Caller(claims.subject, normalise_email(email), claims.is_organiser)
 
 
 def request_bytes(request: Request) -> bytes:
