@@ -44,8 +44,9 @@ def check_size(raw: bytes) -> None:
         raise BodyTooLarge(f"a request body may be at most {MAX_BODY_BYTES:,} bytes")
 
 
-def parse_json_object(raw: str | bytes | None, field: str = "body") -> dict[str, Any]:
-    """The body as a JSON object; every refusal names ``field``."""
+def parse_json_object(raw: str | bytes | None) -> dict[str, Any]:
+    """The body as a JSON object; every refusal names the ``body``."""
+    field = "body"
     if not raw:
         raise InvalidRequest(field, "a JSON object is required")
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
