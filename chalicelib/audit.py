@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chalicelib.audit_ranks import check_position_index
 from chalicelib.models import Event, Place, Status
 from chalicelib.observability import count, flush_metrics, log_event
 from chalicelib.storage import EventPartition, TicketStore
@@ -108,7 +109,13 @@ def check_partition(event_id: int, partition: EventPartition) -> list[Violation]
             return [Violation(event_id, "orphan-places", f"{count} places, no event")]
         return [Violation(event_id, "event-missing", "no event item")]
     malformed = [Violation(event_id, "status", problem) for problem in partition.malformed]
-    return malformed + check_event(event, places)
+    waiting_keys = [p.wait_key for p in places if p.wait_key is not None]
+    index = check_position_index(event, waiting_keys, partition.rank_counts)
+    return (
+        malformed
+        + check_event(event, places)
+        + [Violation(event_id, rule, detail) for rule, detail in index]
+    )
 
 
 Finding = tuple[str, str]  # (rule, detail)

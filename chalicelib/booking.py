@@ -10,10 +10,9 @@ decides again from the item values DynamoDB returned with the failure.
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.clock import now_iso
+from chalicelib.clock import now_iso, wait_key_now
 from chalicelib.errors import (
     AlreadyHoldsPlace,
     ConditionFailed,
@@ -220,17 +219,28 @@ def _cancel_and_promote_first_waiting(
 
 
 def get_standing(store: TicketStore, event_id: int, email: str) -> Standing:
-    """Whether ``email`` holds a ticket, waits (with its current position), or neither."""
+    """Whether ``email`` holds a ticket, waits (with its current position), or neither.
+
+    A waiting place's status and position come from one snapshot (``store.snapshot``),
+    so they describe the same moment even if a promotion races the read.
+    """
     place = store.get_place(event_id, email)
-    if place is None:
-        if store.get_event(event_id) is None:
-            raise EventNotFound(event_id)
-        return Standing(event_id, email, Status.NONE)
-    if place.status == Status.BOOKED or place.wait_key is None:
-        return Standing(event_id, email, Status.BOOKED)
-    return Standing(
-        event_id, email, Status.WAITLISTED, store.count_waiting_up_to(event_id, place.wait_key)
-    )
+    for _ in range(MAX_DECISION_ROUNDS):
+        if place is None:
+            if store.get_event(event_id) is None:
+                raise EventNotFound(event_id)
+            return Standing(event_id, email, Status.NONE)
+        if place.status == Status.BOOKED or place.wait_key is None:
+            return Standing(event_id, email, Status.BOOKED)
+        snapshot = store.snapshot(event_id, email, place.wait_key)
+        if snapshot.place == place:
+            return Standing(event_id, email, Status.WAITLISTED, snapshot.position())
+        if snapshot.place is None and snapshot.event is not None:
+            return Standing(event_id, email, Status.NONE)
+        # Promoted, or left and joined again, since the first read: judge the new place
+        # (a new wait key needs the nodes on its own path).
+        place = snapshot.place
+    raise ServiceBusy("the place kept changing while its standing was read")
 
 
 def _leave_waitlist(store: TicketStore, event_id: int, place: Place) -> CancellationOutcome:
@@ -242,20 +252,30 @@ def _leave_waitlist(store: TicketStore, event_id: int, place: Place) -> Cancella
 def _next_wait_key(event: Event) -> int:
     """A FIFO key that sorts after every existing entry.
 
-    Wall-clock nanoseconds keep keys meaningful across concurrent Lambda
-    instances; ``last_wait_key + 1`` wins whenever a clock lags. The join's
-    condition ``lastWaitKey < :k`` makes the order of keys the order of commits.
+    Wall-clock milliseconds (``clock.wait_key_now``) keep keys meaningful across
+    concurrent Lambda instances; ``last_wait_key + 1`` wins whenever a clock lags
+    or two joins share a millisecond. The join's condition ``lastWaitKey < :k``
+    makes the order of keys the order of commits.
     """
-    return max(time.time_ns(), event.last_wait_key + 1)
+    return max(wait_key_now(), event.last_wait_key + 1)
 
 
 def _waitlisted_outcome(
     store: TicketStore, event_id: int, email: str, wait_key: int, replayed: bool
 ) -> BookingOutcome:
-    position = store.count_waiting_up_to(event_id, wait_key)
-    if position == 0:  # promoted between our join and the count
+    """The answer to a join: the place as it stands at one moment after the join.
+
+    Promoted meanwhile, it reads BOOKED. Gone meanwhile (the same person cancelled
+    in a concurrent request), no moment between the join and now can be told
+    exactly, so the client is asked to look again instead of being told a guess.
+    """
+    snapshot = store.snapshot(event_id, email, wait_key)
+    place = snapshot.place
+    if place is not None and place.wait_key == wait_key:
+        return BookingOutcome(Status.WAITLISTED, snapshot.position(), replayed=replayed)
+    if place is not None and place.status == Status.BOOKED:
         return BookingOutcome(status=Status.BOOKED, replayed=replayed)
-    return BookingOutcome(status=Status.WAITLISTED, position=position, replayed=replayed)
+    raise ServiceBusy("the place changed before its position could be read")
 
 
 def _replay(store: TicketStore, place: Place) -> BookingOutcome:

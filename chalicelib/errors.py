@@ -122,6 +122,7 @@ class Role(StrEnum):
     HEAD = "head"  # the waiting person a cancellation promotes
     EVENT = "event"  # the event item and its counters
     ORGANISER = "organiser"  # the organiser's count of events created today
+    INDEX = "index"  # a node of the event's position index (never conditioned)
 
 
 @dataclass

@@ -32,6 +32,10 @@ class Event:
     owner_id: str | None = None
     #: At most this many people may wait (None: no cap, events made before caps).
     waiting_list_cap: int | None = None
+    #: How many waiting people were ever promoted: always the front of the list, so
+    #: a waiting person's position is the entries ahead in the position index
+    #: minus this (see ``chalicelib.storage.ranks``).
+    promoted_count: int = 0
 
     @property
     def waiting_list_full(self) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,6 +30,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from chalicelib import booking
 from chalicelib.audit import audit_events
 from chalicelib.storage import TicketStore
 from tests.conftest import Api, local_only
@@ -154,8 +155,13 @@ class BookingMachine(RuleBasedStateMachine):
     events = Bundle("events")
     bookings = Bundle("bookings")  # (event id, email, Idempotency-Key) of answered bookings
 
+    #: The wait-key clock (ms), moved only by ``time_passes``: so keys land in
+    #: different nodes at every level of the position index, not only in one leaf.
+    wait_clock: ClassVar[list[int]] = [1]
+
     def __init__(self) -> None:
         super().__init__()
+        self.wait_clock[0] = 1
         self.model = BookingModel()
         self.last_event_id: int | None = None
         self.owners: dict[int, str] = {}
@@ -195,6 +201,13 @@ class BookingMachine(RuleBasedStateMachine):
         if reply.status in (201, 202) and key:
             return (event_id, email, key)
         return multiple()
+
+    @rule(
+        ms=st.sampled_from([1, 127, 128, 2**14 - 1, 2**14, 2**21, 2**28, 2**35])
+        | st.integers(1, 2**35)
+    )
+    def time_passes(self, ms: int) -> None:
+        self.wait_clock[0] += ms
 
     @rule(booking=consumes(bookings))
     def retry_booking_with_the_same_key(self, booking: tuple[int, str, str]) -> None:
@@ -272,7 +285,10 @@ class BookingMachine(RuleBasedStateMachine):
 
 @pytest.mark.dynamodb_local
 @local_only
-def test_service_agrees_with_the_model_on_random_histories(api: Api, store: TicketStore) -> None:
+def test_service_agrees_with_the_model_on_random_histories(
+    api: Api, store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(booking, "wait_key_now", lambda: BookingMachine.wait_clock[0])
     BookingMachine.api = api
     BookingMachine.store = store
     run_state_machine_as_test(

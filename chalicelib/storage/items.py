@@ -54,6 +54,7 @@ def event_to_item(event: Event) -> Item:
         "bookedTickets": number(event.booked_tickets),
         "waitingCount": number(event.waiting_list_count),
         "lastWaitKey": number(event.last_wait_key),
+        "promotedCount": number(event.promoted_count),
         "createdAt": string(event.created_at),
     }
     if event.owner_id is not None:
@@ -76,6 +77,7 @@ def event_from_item(item: dict[str, Any]) -> Event:
         created_at=data["createdAt"],
         owner_id=data.get("ownerId"),
         waiting_list_cap=_int_or_none(data.get("waitingListCap")),
+        promoted_count=int(data.get("promotedCount", 0)),
     )
 
 

@@ -13,6 +13,9 @@ person's place      ``EVENT#<id>``        ``PERSON#<email>``     one place per e
                                                                  standing
 events created by   ``ORGANISER#<sub>``   ``CREATED#<day>``      an organiser's daily cap on
 an organiser, a day                                              events (``under_daily_cap``)
+position index      ``EVENT#<id>``        ``RANK#<level>#<n>``   a waiting person's position in
+node                                                             a fixed number of reads, at any
+                                                                 list length (``ranks``)
 ==================  ====================  =====================  =================================
 
 Indexes
@@ -30,6 +33,8 @@ booking never write to it.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from chalicelib.storage.ranks import RANK_PREFIX, NodeRef
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -115,6 +120,11 @@ def person_key(event_id: int, email: str) -> Key:
     return {"PK": {"S": event_partition(event_id)}, "SK": {"S": person_sort_key(email)}}
 
 
+def rank_node_key(event_id: int, node: NodeRef) -> Key:
+    """One node of the event's position index (``chalicelib.storage.ranks``)."""
+    return {"PK": {"S": event_partition(event_id)}, "SK": {"S": node.sort_key}}
+
+
 def organiser_day_key(owner_id: str, day: str) -> Key:
     """The counter of events ``owner_id`` created on ``day`` (YYYY-MM-DD, UTC)."""
     return {"PK": {"S": ORGANISER_PREFIX + owner_id}, "SK": {"S": CREATED_PREFIX + day}}
@@ -126,6 +136,10 @@ def sequence_key() -> Key:
 
 def is_event_item(item: dict[str, Any]) -> bool:
     return bool(item["SK"]["S"] == EVENT_SK)
+
+
+def is_rank_item(item: dict[str, Any]) -> bool:
+    return bool(item["SK"]["S"].startswith(RANK_PREFIX))
 
 
 def is_place_item(item: dict[str, Any]) -> bool:

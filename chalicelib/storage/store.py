@@ -21,12 +21,28 @@ from chalicelib.clock import now_iso
 from chalicelib.errors import ConditionFailed, Role, ServiceBusy
 from chalicelib.models import Event, Place
 from chalicelib.retry import RetryPolicy
-from chalicelib.storage import items, schema, writes
+from chalicelib.storage import items, ranks, schema, writes
 from chalicelib.storage.items import MalformedItem
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import QueryOutputTypeDef
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One moment of one person's standing: enough to tell their position."""
+
+    place: Place | None
+    event: Event | None
+    counts: dict[ranks.NodeRef, dict[int, int]]
+
+    def position(self) -> int:
+        """The place's 1-based position; only for a waiting place."""
+        assert self.place is not None and self.place.wait_key is not None
+        assert self.event is not None, "a waiting place's event exists"
+        ahead = ranks.count_up_to(self.place.wait_key, self.counts)
+        return ahead - self.event.promoted_count
 
 
 @dataclass
@@ -36,6 +52,8 @@ class EventPartition:
     event: Event | None
     places: list[Place] = field(default_factory=list)
     malformed: list[str] = field(default_factory=list)
+    #: The position index's nodes and their nonzero counts.
+    rank_counts: dict[ranks.NodeRef, dict[int, int]] = field(default_factory=dict)
 
 
 class TicketStore:
@@ -152,19 +170,34 @@ class TicketStore:
         )
         return [items.waiting_place_from_index_item(item) for item in response["Items"]]
 
-    def count_waiting_up_to(self, event_id: int, wait_key: int) -> int:
-        """How many people wait with a key <= ``wait_key``: that entry's 1-based position."""
-        pages = self._query_pages(
-            IndexName=schema.WAITING_LIST_INDEX,
-            KeyConditionExpression="PK = :pk AND waitKey <= :k",
-            ExpressionAttributeValues={
-                ":pk": items.string(schema.event_partition(event_id)),
-                ":k": items.number(wait_key),
-            },
-            ConsistentRead=True,
-            Select="COUNT",
+    def snapshot(self, event_id: int, email: str, wait_key: int) -> Snapshot:
+        """The place, the event and the position-index nodes for ``wait_key``, all at one
+        moment (``TransactGetItems``: serialisable with every transaction).
+
+        Reading them apart would let a promotion fall between the reads: the place
+        would still say "waiting" while the counts already say "promoted".
+        """
+        nodes = ranks.nodes_to_read(wait_key)
+        keys = [schema.person_key(event_id, email), schema.event_key(event_id)]
+        keys += [schema.rank_node_key(event_id, node) for node in nodes]
+        response = self.retry.run(
+            "TransactGetItems",
+            partial(
+                self.client.transact_get_items,
+                TransactItems=[{"Get": {"TableName": self.table_name, "Key": k}} for k in keys],
+            ),
         )
-        return sum(page["Count"] for page in pages)
+        found = [answer.get("Item") for answer in response["Responses"]]
+        place_item, event_item = found[0], found[1]
+        return Snapshot(
+            place=items.place_from_item(place_item) if place_item else None,
+            event=items.event_from_item(event_item) if event_item else None,
+            counts={
+                node: ranks.counts_from_item(item)
+                for node, item in zip(nodes, found[2:], strict=True)
+                if item
+            },
+        )
 
     def event_partition(self, event_id: int) -> EventPartition:
         """Every item of one event (consistent): for audits and invariant checks."""
@@ -177,6 +210,9 @@ class TicketStore:
         for item in (item for page in pages for item in page["Items"]):
             if schema.is_event_item(item):
                 partition.event = items.event_from_item(item)
+            elif schema.is_rank_item(item):
+                node = ranks.node_from_sort_key(item["SK"]["S"])
+                partition.rank_counts[node] = ranks.counts_from_item(item)
             elif schema.is_place_item(item):
                 try:
                     partition.places.append(items.place_from_item(item))

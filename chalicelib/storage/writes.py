@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from chalicelib.errors import Role
 from chalicelib.models import Event, Place, Status
-from chalicelib.storage import items, schema
+from chalicelib.storage import items, ranks, schema
 from chalicelib.storage.conditions import (
     Condition,
     event_is_new,
@@ -35,6 +35,7 @@ Operation = tuple[Role, "TransactWriteItemTypeDef"]
 
 _PLACEHOLDER = re.compile(r"[:#][A-Za-z0-9_]+")
 _ONE = Condition(values={":one": {"N": "1"}})
+_MINUS_ONE = Condition(values={":minusOne": {"N": "-1"}})
 
 #: The updates of the event item's counters.
 TAKE_TICKET = "SET availableTickets = availableTickets - :one, bookedTickets = bookedTickets + :one"
@@ -43,6 +44,8 @@ RETURN_TICKET = (
 )
 JOIN_QUEUE = "SET waitingCount = waitingCount + :one, lastWaitKey = :newWaitKey"
 LEAVE_QUEUE = "SET waitingCount = waitingCount - :one"
+#: A promotion takes the head: the list shrinks and the promoted prefix grows.
+PROMOTED_FROM_QUEUE = "SET waitingCount = waitingCount - :one, promotedCount = promotedCount + :one"
 #: Promotion: the waiting place becomes a ticket, and keeps the key it waited with.
 PROMOTE = (
     "SET #status = :booked, bookedAt = :now, promotedAt = :now,"
@@ -89,6 +92,7 @@ def join_waitlist(
     return [
         (Role.PERSON, _put(table, items.place_to_item(place, now), place_is_new())),
         (Role.EVENT, _update_event(table, event_id, JOIN_QUEUE, condition)),
+        *_count_in_index(table, event_id, wait_key, _ONE),
     ]
 
 
@@ -125,7 +129,7 @@ def cancel_and_promote(
                 waits_with_key(head.wait_key),
             ),
         ),
-        (Role.EVENT, _update_event(table, event_id, LEAVE_QUEUE, Condition())),
+        (Role.EVENT, _update_event(table, event_id, PROMOTED_FROM_QUEUE, Condition())),
     ]
 
 
@@ -138,6 +142,27 @@ def leave_waitlist(table: str, event_id: int, email: str, wait_key: int) -> list
     return [
         (Role.PERSON, _delete(table, schema.person_key(event_id, email), waits_with_key(wait_key))),
         (Role.EVENT, _update_event(table, event_id, LEAVE_QUEUE, Condition())),
+        *_count_in_index(table, event_id, wait_key, _MINUS_ONE),
+    ]
+
+
+def _count_in_index(table: str, event_id: int, wait_key: int, delta: Condition) -> list[Operation]:
+    """Add ``delta`` (``:one`` or ``:minusOne``) along ``wait_key``'s path in the position
+    index. Unconditional: the place's and the event's conditions decide whether the
+    transaction happens, and ADD commutes, so concurrent joins and leaves never
+    conflict here beyond the event item they all write anyway."""
+    (value,) = delta.values
+    return [
+        (
+            Role.INDEX,
+            _update(
+                table,
+                schema.rank_node_key(event_id, node),
+                Condition(f"ADD #cell {value}", {"#cell": ranks.cell(child)}) & delta,
+                Condition(),
+            ),
+        )
+        for node, child in ranks.path(wait_key)
     ]
 
 
