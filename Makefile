@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: dev test token install lint typecheck openapi format clean-data clean check-java package audit smoke bench
+.PHONY: dev test token install lint typecheck openapi format clean-data clean check-java package audit smoke bench bench-waitlist
 
 # make dev API_PORT=18000 DB_PORT=18001 runs a second copy next to the first.
 API_PORT ?= 8000
@@ -34,6 +34,12 @@ audit: install
 BENCH_ARGS ?=
 bench: install check-java
 	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
+
+# One event's waiting list filled to 100 ... 100,000 people, each operation measured
+# at each size; results in bench-results/waitlist-scale.{json,png}.
+WAITLIST_ARGS ?=
+bench-waitlist: install check-java
+	$(BIN)/python -m devtools.bench.waitlist $(WAITLIST_ARGS)
 
 # The curl-level walk-through against a running service: make smoke BASE_URL=https://...
 BASE_URL ?= http://127.0.0.1:8000
