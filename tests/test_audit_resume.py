@@ -23,6 +23,8 @@ from chalicelib.audit.rules import MAX_UNNORMALISED
 from chalicelib.storage import TicketStore
 from chalicelib.storage.items import number, string
 from chalicelib.storage.schema import Key, event_key, event_partition, person_key
+from devtools import audit as audit_cli
+from devtools import audit_scale
 from devtools.dynamodb_local import DynamoDBLocal, local_client
 from devtools.synthetic import WAIT_BASE, email, write_event
 from devtools.tables import create_table_if_missing
@@ -237,3 +239,36 @@ def test_the_cursor_stays_small_however_many_items_are_wrong(store: TicketStore)
     assert places["malformed"] == 50 and len(places["malformed_examples"]) == 1
     verdict = audit_to_end(store, EVENT, Budget(page_size=400, max_pages=10))
     assert {"one-place-per-person", "status", "booked-count"} <= rules_of(verdict)
+
+
+@pytest.mark.dynamodb_local
+def test_the_audit_command_takes_a_budget_and_resumes(
+    big_event: TicketStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = big_event.client.meta.endpoint_url
+    argv = ["--table", big_event.table_name, "--endpoint", endpoint]
+    assert audit_cli.main([*argv, "--page-size", "700", "--pages-per-step", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "clean": True,
+        "eventsChecked": 1,
+        "violations": [],
+    }
+
+
+@pytest.mark.dynamodb_local
+def test_the_scale_measurement_runs(
+    dynamodb_local: DynamoDBLocal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tiny run of ``python -m devtools.audit_scale``, to keep it working (not a timing)."""
+    argv = ["--events=4", "--places=30", "--big=250", "--sample=2", "--writers=2", "--all"]
+    table = unique_table_name()
+    assert (
+        audit_scale.main([*argv, f"--endpoint={dynamodb_local.endpoint_url}", f"--table={table}"])
+        == 0
+    )
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["fanOut"]["events"] == 5
+    assert figures["auditOfOneEvent"]["allClean"] and figures["allEventsAudited"]["clean"]
+    assert figures["auditOfOneEvent"]["itemsRead"] == 31 + 10
+    assert figures["bigEvent"]["items"] == 251 + 84
+    local_client(dynamodb_local.endpoint_url).delete_table(TableName=table)
