@@ -74,6 +74,7 @@ def fill(endpoint: str, table: str, events: int, places: int, writers: int) -> f
 
 
 def time_fan_out(store: TicketStore) -> dict[str, Any]:
+    """What the hourly function does but the SQS calls: list every id, build every message."""
     started = time.perf_counter()
     ids = list(store.event_ids())
     bodies = [json.dumps(EventCursor.start(i).to_json()) for i in ids]
@@ -114,6 +115,7 @@ def largest_cursor(store: TicketStore, event_id: int) -> int:
 
 
 def measure(args: argparse.Namespace, endpoint: str) -> dict[str, Any]:
+    """Fill the table, time the fan-out and the audits, and extrapolate (the printed figures)."""
     client = local_client(endpoint)
     create_table_if_missing(client, args.table)
     store = TicketStore(client, args.table)

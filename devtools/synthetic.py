@@ -34,10 +34,12 @@ class SyntheticEvent:
 
     @property
     def waiting(self) -> list[Place]:
+        """The places on the waiting list."""
         return [p for p in self.places if p.status == Status.WAITLISTED]
 
 
 def email(event_id: int, i: int) -> str:
+    """Place ``i``'s email: zero-padded, so sort-key order is ``i`` order."""
     return f"p{event_id}-{i:07d}@example.com"
 
 

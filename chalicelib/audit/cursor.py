@@ -50,6 +50,7 @@ class EventCursor:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The message body's JSON, versioned so a changed shape is refused, not misread."""
         return {"v": VERSION, **asdict(self)}
 
     @classmethod

@@ -124,6 +124,7 @@ def _send_batch(queue: Queue, url: str, bodies: list[str]) -> None:
 
 
 def worker_budget(time_left_ms: Callable[[], int]) -> Budget:
+    """One invocation's budget: the worker's page size and page cap, its time less a reserve."""
     return Budget(
         page_size=WORKER_PAGE_SIZE,
         max_pages=WORKER_MAX_PAGES,

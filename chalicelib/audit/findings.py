@@ -12,11 +12,14 @@ Finding = tuple[str, str]
 
 @dataclass(frozen=True)
 class Violation:
+    """A broken invariant of one event, named by its rule (what alarms and tests match on)."""
+
     event_id: int
     rule: str
     detail: str
 
     def to_json(self) -> dict[str, Any]:
+        """As ``make audit`` prints it and the scheduled function returns it."""
         return asdict(self)
 
 
@@ -31,12 +34,14 @@ class EventVerdict:
     #: Query pages read over all attempts, and invocations (steps) the audit took.
     pages: int
     steps: int
-    #: Items of the final read, and those of kinds no rule group checks (by kind).
+    #: Items and index entries of the final read, and items of kinds no rule group
+    #: checks (by kind: counted so that a new kind of item is visible, not failed).
     items: int
     skipped: dict[str, int]
 
     @property
     def clean(self) -> bool:
+        """Nothing wrong (after re-reading to confirm anything that looked wrong)."""
         return not self.violations
 
 
@@ -50,14 +55,17 @@ class AuditReport:
 
     @property
     def clean(self) -> bool:
+        """No event had a violation: ``make audit`` exits 0 only then."""
         return not self.violations
 
     def add(self, verdict: EventVerdict) -> None:
+        """Count one more event's verdict in."""
         self.events_checked += 1
         self.violations += verdict.violations
         self.skipped.update(verdict.skipped)
 
     def to_json(self) -> dict[str, Any]:
+        """The report's JSON (the shape the scheduled function has always returned)."""
         body: dict[str, Any] = {
             "clean": self.clean,
             "eventsChecked": self.events_checked,

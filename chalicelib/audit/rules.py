@@ -106,6 +106,7 @@ class EventRules(RuleGroup):
             self.problem = f"unreadable event item ({type(error).__name__}: {error})"
 
     def read(self) -> Event | None:
+        """The event item as read (None: not read yet, missing, or unreadable)."""
         return Event(**self.event) if self.event is not None else None
 
     def findings(self, event: Event, lookups: Lookups) -> list[Finding]:

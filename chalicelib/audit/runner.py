@@ -75,6 +75,7 @@ class Budget:
     reserve_ms: int = 0
 
     def out_of_time(self) -> bool:
+        """Whether to stop before another page (never without a Lambda context)."""
         return self.time_left_ms is not None and self.time_left_ms() < self.reserve_ms
 
 
