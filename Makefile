@@ -26,9 +26,10 @@ test: install check-java lint typecheck package
 package: install
 	$(BIN)/python -m devtools.package build/package
 
-# Invariant audit of make dev's table (run while make dev is up); EVENT=3 for one event.
+# Invariant audit of make dev's table (run while make dev is up); EVENT=3 for one event,
+# DB_PORT=18001 for a make dev started with that port.
 audit: install
-	$(BIN)/python -m devtools.audit $(if $(EVENT),--event $(EVENT))
+	$(BIN)/python -m devtools.audit --endpoint http://127.0.0.1:$(DB_PORT) $(if $(EVENT),--event $(EVENT))
 
 # Flash-sale benchmark on DynamoDB Local (not part of make test); results in bench-results/.
 BENCH_ARGS ?=

@@ -9,17 +9,19 @@ HTTP, and logs every request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, SQSEvent
 
 from chalicelib import audit, booking, validation
+from chalicelib.audit import fanout
 from chalicelib.contract import openapi as contract_openapi
 from chalicelib.errors import InvalidRequest
 from chalicelib.http import RequestObserver, json_body
 from chalicelib.identity.access import current_caller
 from chalicelib.models import Standing, Status
+from chalicelib.observability import count, flush_metrics
 from chalicelib.storage import ticket_store
 
 app = Chalice(app_name="ticket-booking")
@@ -170,5 +172,46 @@ def openapi() -> Response:
 
 @app.schedule(Rate(1, unit=Rate.HOURS))
 def audit_invariants(event: CloudWatchEvent) -> dict[str, Any]:
-    """Hourly in AWS: check every event's invariants; violations are logged as ERROR lines."""
-    return audit.run_scheduled_audit(ticket_store()).to_json()
+    """Hourly in AWS: queue one audit per event for ``audit_worker``.
+
+    Where no queue is configured (the test stage) it audits every event itself,
+    with the same steps; violations are logged as ERROR lines either way.
+    """
+    url = fanout.queue_url()
+    if url is None:
+        return audit.run_scheduled_audit(ticket_store()).to_json()
+    try:
+        return {"eventsQueued": fanout.queue_every_event(ticket_store(), fanout.sqs_client(), url)}
+    finally:
+        flush_metrics()
+
+
+@app.on_sqs_message(queue=fanout.AUDIT_QUEUE_NAME, batch_size=1, maximum_concurrency=10)
+def audit_worker(event: SQSEvent) -> None:
+    """Audit the event each message names within this invocation's time; continue it if need be.
+
+    An exception fails the message: SQS retries it, then dead-letters it.
+    """
+    url = fanout.queue_url()
+    if url is None:
+        raise RuntimeError(f"environment variable {fanout.AUDIT_QUEUE_URL_ENV} is not set")
+    try:
+        for record in event:
+            fanout.audit_message(
+                ticket_store(),
+                fanout.sqs_client(),
+                url,
+                record.body,
+                _time_left(record.context),
+            )
+    except Exception:
+        count("AuditErrors", 1)
+        raise
+    finally:
+        flush_metrics()
+
+
+def _time_left(lambda_context: Any) -> Callable[[], int]:
+    """The invocation's remaining milliseconds, as the Lambda context tells them."""
+    remaining: Callable[[], int] = lambda_context.get_remaining_time_in_millis
+    return remaining

@@ -20,6 +20,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib.audit.fanout import AUDIT_QUEUE_URL_ENV, forget_sqs_clients
 from chalicelib.booking import DAILY_EVENT_CAP_ENV
 from chalicelib.identity.tokens import forget_keys
 from chalicelib.observability import KEY_ENV
@@ -52,10 +53,13 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer) -> Ite
     for name, value in issuer.environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv(DAILY_EVENT_CAP_ENV, "1000000")
+    monkeypatch.delenv(AUDIT_QUEUE_URL_ENV, raising=False)
     forget_keys()
     forget_stores()
+    forget_sqs_clients()
     yield
     forget_stores()
+    forget_sqs_clients()
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +80,31 @@ def moto_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[TicketStore]:
         create_table_if_missing(client, table)
         monkeypatch.setenv(TABLE_NAME_ENV, table)
         yield TicketStore(make_client(), table)
+
+
+@pytest.fixture
+def audit_queue(moto_store: TicketStore, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An SQS queue (moto, next to ``moto_store``'s table) for the audit: its URL, also set
+    in the environment, so the scheduled audit fans out to it instead of auditing in-process."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url: str = sqs.create_queue(QueueName=f"audit-{unique_table_name()}")["QueueUrl"]
+    monkeypatch.setenv(AUDIT_QUEUE_URL_ENV, url)
+    return url
+
+
+def drain(queue_url: str) -> list[str]:
+    """Every message body waiting on the queue, in no particular order; the queue is left empty."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    bodies: list[str] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 @pytest.fixture
@@ -202,7 +231,8 @@ local_only = pytest.mark.parametrize("store", ["dynamodb_local"], indirect=True)
 
 
 def log_and_metric_lines(output: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Log lines, and the metric values of the embedded-metric-format documents, apart."""
+    """Log lines, and the metric values of the embedded-metric-format documents (summed
+    over documents: one per invocation), apart."""
     documents = [json.loads(line) for line in output.splitlines()]
     logs = [d for d in documents if "_aws" not in d]
     metrics: dict[str, float] = {}
@@ -213,5 +243,6 @@ def log_and_metric_lines(output: str) -> tuple[list[dict[str, Any]], dict[str, f
         assert document["stage"] == "test"
         for metric in directive["Metrics"]:
             value = document[metric["Name"]]  # Powertools writes a list of values
-            metrics[metric["Name"]] = sum(value) if isinstance(value, list) else value
+            total = sum(value) if isinstance(value, list) else value
+            metrics[metric["Name"]] = metrics.get(metric["Name"], 0) + total
     return logs, metrics

@@ -9,6 +9,14 @@ client      the client and store, created lazily and reused
 """
 
 from chalicelib.storage.client import forget_stores, make_client, ticket_store
-from chalicelib.storage.store import EventPartition, TicketStore
+from chalicelib.storage.store import EventPartition, QueryPage, StartKey, TicketStore
 
-__all__ = ["EventPartition", "TicketStore", "forget_stores", "make_client", "ticket_store"]
+__all__ = [
+    "EventPartition",
+    "QueryPage",
+    "StartKey",
+    "TicketStore",
+    "forget_stores",
+    "make_client",
+    "ticket_store",
+]

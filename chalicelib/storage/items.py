@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from chalicelib.models import Event, Place, Status
-from chalicelib.storage import schema
+from chalicelib.storage import ranks, schema
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -118,6 +118,18 @@ def place_from_item(item: dict[str, Any]) -> Place:
 def waiting_place_from_index_item(item: dict[str, Any]) -> Place:
     """The ``WaitingList`` index is keys-only: an entry there is a waiting place."""
     return place_from_item({**item, "status": string(Status.WAITLISTED)})
+
+
+# -- a node of the position index ---------------------------------------------------------
+# (its from-item side is ``ranks.counts_from_item``: the audit reads raw items)
+
+
+def rank_node_to_item(event_id: int, node: ranks.NodeRef, counts: dict[int, int]) -> Item:
+    """A node with the given counts per child, as the joins that made them would leave it."""
+    item: Item = {**schema.rank_node_key(event_id, node)}
+    for child, count in counts.items():
+        item[ranks.cell(child)] = number(count)
+    return item
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -30,7 +30,7 @@ by ``DEPTH``: nothing here grows with the list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,16 @@ def count_up_to(key: int, counts: Mapping[NodeRef, Mapping[int, int]]) -> int:
     return total
 
 
+def counts_for(keys: Iterable[int]) -> dict[NodeRef, dict[int, int]]:
+    """The index's counts for a set of keys, node by node: what their joins would add."""
+    counts: dict[NodeRef, dict[int, int]] = {}
+    for key in keys:
+        for node, child in path(key):
+            children = counts.setdefault(node, {})
+            children[child] = children.get(child, 0) + 1
+    return counts
+
+
 def counts_from_item(item: Mapping[str, Any]) -> dict[int, int]:
     """A node item's nonzero child counts (a low-level item: values as DynamoDB sends them)."""
     counts: dict[int, int] = {}
@@ -125,5 +135,9 @@ def counts_from_item(item: Mapping[str, Any]) -> dict[int, int]:
 
 
 def node_from_sort_key(sort_key: str) -> NodeRef:
+    """The inverse of ``NodeRef.sort_key``; ``ValueError`` for a sort key no code path writes."""
     level, index = sort_key.removeprefix(RANK_PREFIX).split("#")
-    return NodeRef(int(level), int(index))
+    node = NodeRef(int(level), int(index))
+    if not 0 <= node.level < DEPTH or node.sort_key != sort_key:
+        raise ValueError(f"not a position index node: {sort_key!r}")
+    return node

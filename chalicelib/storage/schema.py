@@ -144,3 +144,19 @@ def is_rank_item(item: dict[str, Any]) -> bool:
 
 def is_place_item(item: dict[str, Any]) -> bool:
     return bool(item["SK"]["S"].startswith(PERSON_PREFIX))
+
+
+#: Item kinds within an event's partition, as ``item_kind`` names them.
+EVENT_KIND = EVENT_SK
+PERSON_KIND = PERSON_PREFIX.rstrip("#")
+
+
+def item_kind(item: dict[str, Any]) -> str:
+    """What an item of an event's partition is: its sort key up to the first ``#``.
+
+    ``EVENT`` for the event, ``PERSON`` for a place; a kind added later (a
+    ``RANK#...`` index entry, say) gets its own name without any change here,
+    so the audit can count what it does not check instead of failing on it.
+    """
+    sort_key: str = item["SK"]["S"]
+    return sort_key.split("#", 1)[0]

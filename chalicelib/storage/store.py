@@ -47,13 +47,26 @@ class Snapshot:
 
 @dataclass
 class EventPartition:
-    """Every item of one event, for audits: ``malformed`` describes items no code path writes."""
+    """Every item of one event, read at once (tests and tools; the audit reads ``QueryPage``s).
+
+    ``malformed`` describes items no code path writes.
+    """
 
     event: Event | None
     places: list[Place] = field(default_factory=list)
     malformed: list[str] = field(default_factory=list)
-    #: The position index's nodes and their nonzero counts.
-    rank_counts: dict[ranks.NodeRef, dict[int, int]] = field(default_factory=dict)
+
+
+#: An exclusive start key (``LastEvaluatedKey``), in the client's AttributeValue JSON.
+StartKey = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    """One page of a query: its raw items, and where the next page starts (None: the last)."""
+
+    items: list[dict[str, Any]]
+    next_key: StartKey | None
 
 
 class TicketStore:
@@ -199,8 +212,57 @@ class TicketStore:
             },
         )
 
+    # -- audit reads: bounded pages that can resume ------------------------------------------
+
+    def partition_page(self, event_id: int, start: StartKey | None, limit: int) -> QueryPage:
+        """Up to ``limit`` items of one event's partition in sort-key order (consistent).
+
+        The audit reads a partition this way so that it can stop between pages
+        and resume from ``next_key`` in a later invocation.
+        """
+        return self._page(
+            start,
+            limit,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
+        )
+
+    def waiting_list_page(self, event_id: int, start: StartKey | None, limit: int) -> QueryPage:
+        """Up to ``limit`` entries of the ``WaitingList`` index in ``waitKey`` order (consistent).
+
+        Keys only: ``PK``, ``SK`` and ``waitKey``. Read in key order, a repeated
+        ``waitKey`` shows as two neighbours, so the audit needs no set of keys.
+        """
+        return self._page(
+            start,
+            limit,
+            IndexName=schema.WAITING_LIST_INDEX,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
+        )
+
+    def place_exists(self, event_id: int, email: str) -> bool:
+        """Whether a place is stored under exactly this email (consistent).
+
+        A one-item ``Query`` rather than ``GetItem``, so that the audit's IAM
+        policy stays ``dynamodb:Query`` alone.
+        """
+        key = schema.person_key(event_id, email)
+        response = self.retry.run(
+            "Query",
+            partial(
+                self.client.query,
+                TableName=self.table_name,
+                KeyConditionExpression="PK = :pk AND SK = :sk",
+                ExpressionAttributeValues={":pk": key["PK"], ":sk": key["SK"]},
+                ConsistentRead=True,
+                Select="COUNT",
+            ),
+        )
+        return response["Count"] > 0
+
     def event_partition(self, event_id: int) -> EventPartition:
-        """Every item of one event (consistent): for audits and invariant checks."""
+        """Every item of one event (consistent), parsed: for tests and tools on small events."""
         partition = EventPartition(event=None)
         pages = self._query_pages(
             KeyConditionExpression="PK = :pk",
@@ -210,9 +272,6 @@ class TicketStore:
         for item in (item for page in pages for item in page["Items"]):
             if schema.is_event_item(item):
                 partition.event = items.event_from_item(item)
-            elif schema.is_rank_item(item):
-                node = ranks.node_from_sort_key(item["SK"]["S"])
-                partition.rank_counts[node] = ranks.counts_from_item(item)
             elif schema.is_place_item(item):
                 try:
                     partition.places.append(items.place_from_item(item))
@@ -253,6 +312,23 @@ class TicketStore:
             partial(self.client.get_item, TableName=self.table_name, Key=key, ConsistentRead=True),
         )
         return response.get("Item")
+
+    def _page(self, start: StartKey | None, limit: int, **params: Any) -> QueryPage:
+        """One consistent page of a query, retried on its own."""
+        if start is not None:
+            params["ExclusiveStartKey"] = start
+        response = self.retry.run(
+            "Query",
+            partial(
+                self.client.query,
+                TableName=self.table_name,
+                ConsistentRead=True,
+                Limit=limit,
+                **params,
+            ),
+        )
+        next_key = response.get("LastEvaluatedKey")
+        return QueryPage(list(response["Items"]), dict(next_key) if next_key else None)
 
     def _query_pages(self, **params: Any) -> Iterator[QueryOutputTypeDef]:
         """Every page of one query, each page's request retried on its own."""

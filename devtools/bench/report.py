@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from chalicelib.audit import check_partition
+from chalicelib.audit import audit_event
 from chalicelib.models import Status
 from chalicelib.storage import TicketStore
 from devtools.bench.scenario import PHASES, Sample
@@ -67,9 +67,10 @@ def slice_costs(samples: list[Sample], phase: str, first: int) -> dict[str, Any]
 
 def correctness(endpoint: str, table: str, event_id: int, tickets: int) -> dict[str, Any]:
     """The sale as the invariant audit sees it (the audit owns every rule, FIFO included)."""
-    partition = TicketStore(local_client(endpoint), table).event_partition(event_id)
+    store = TicketStore(local_client(endpoint), table)
+    partition = store.event_partition(event_id)
     assert partition.event is not None
-    violations = check_partition(event_id, partition)
+    violations = audit_event(store, event_id)
     booked = [p for p in partition.places if p.status == Status.BOOKED]
     event = partition.event
     return {
