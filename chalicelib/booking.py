@@ -35,8 +35,8 @@ from chalicelib.storage import TicketStore
 MAX_DECISION_ROUNDS = 25
 
 #: How many people from the front of the waiting list a cancellation reads at
-#: once. Concurrent cancellations race for the same head; a loser moves on to
-#: the next person it already read instead of reading the list again.
+#: once: the head to promote, and whether the canceller itself waits near the
+#: front (then it leaves without first trying to cancel a ticket it lacks).
 HEAD_WINDOW = 10
 
 #: Events one organiser may create per UTC day (an abuse limit; the environment may
@@ -190,31 +190,34 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
                     except ConditionFailed:
                         continue  # promoted meanwhile: decide again
             # Otherwise someone joined the list meanwhile: decide again.
-        # Every head we read was taken by concurrent cancellations: back off a
-        # little (jittered) so the racers spread out, then read the list again.
-        store.back_off(min(decision_round, 4))
+        # The head we read was taken by a concurrent cancellation (or the list
+        # changed): back off, jittered, so the racers spread out, then read again.
+        store.back_off_contention(decision_round)
     raise ServiceBusy("cancellation kept losing races for the same event")
 
 
 def _cancel_and_promote_first_waiting(
     store: TicketStore, event_id: int, email: str, heads: list[Place]
 ) -> bool:
-    """Promote the first of ``heads`` still waiting; False if none of them is.
+    """Promote the head just read; False if a concurrent cancellation promoted it first.
 
-    Moving on to ``heads[i + 1]`` is FIFO-safe only because the failed attempt
-    on ``heads[i]`` showed it no longer waits (promoted or gone): nobody can
-    rejoin ahead of ``heads[i + 1]``, since new entries always get newer keys.
+    Only the head is tried. Concurrent cancellations of one event all race for
+    the same head, and each success turns every other attempt in flight into a
+    loss: trying the next person read (who is just as contended) made 6 to 7
+    requests a cancellation with 8 at once. A loser instead waits a jittered,
+    growing moment (``store.back_off_contention``), so the racers spread out,
+    and reads the front of the list again.
     """
-    for head in heads:
-        try:
-            store.cancel_and_promote(event_id, email, head)
-            return True
-        except ConditionFailed as failure:
-            if not failure.failed_for(Role.HEAD) or failure.failed_for(Role.PERSON):
-                raise
-            now = failure.place(Role.HEAD)
-            if now is not None and now.status == Status.WAITLISTED:
-                raise  # still waiting, yet the condition failed: decide again from a fresh read
+    head = heads[0]
+    try:
+        store.cancel_and_promote(event_id, email, head)
+        return True
+    except ConditionFailed as failure:
+        if not failure.failed_for(Role.HEAD) or failure.failed_for(Role.PERSON):
+            raise
+        now = failure.place(Role.HEAD)
+        if now is not None and now.status == Status.WAITLISTED:
+            raise  # still waiting, yet the condition failed: decide again from a fresh read
     return False
 
 

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import QueryOutputTypeDef
 
 
+#: The first back-off after losing the race for the head (doubled each time, jittered):
+#: about the time a handful of promotion transactions take one after another.
+CONTENTION_BASE_DELAY = 0.06
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One moment of one person's standing: enough to tell their position."""
@@ -303,6 +308,11 @@ class TicketStore:
     def back_off(self, attempt: int) -> None:
         """Wait a jittered moment before deciding again after losing a race."""
         self.retry.back_off(attempt)
+
+    def back_off_contention(self, attempt: int) -> None:
+        """Wait longer (``CONTENTION``'s scale) after losing a race for a waiting list's
+        head: one transaction's time per racer, so that 8 at once spread out."""
+        self.retry.back_off(attempt, CONTENTION_BASE_DELAY)
 
     # -- building blocks ----------------------------------------------------------------------
 
