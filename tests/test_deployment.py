@@ -60,8 +60,9 @@ def pascal(snake: str) -> str:
 def actions_called_by_the_code() -> set[str]:
     """IAM actions for every DynamoDB call in ``chalicelib``, read from its syntax tree.
 
-    ``client.transact_write_items`` needs no IAM action of its own: each item in
-    it is authorised as the plain action (``{"Put": ...}`` needs PutItem).
+    ``client.transact_write_items`` and ``client.transact_get_items`` need no IAM
+    action of their own: each item in them is authorised as the plain action
+    (``{"Put": ...}`` needs PutItem, ``{"Get": ...}`` GetItem).
     """
     actions: set[str] = set()
     for path in (ROOT / "chalicelib").rglob("*.py"):
@@ -82,9 +83,10 @@ def actions_called_by_the_code() -> set[str]:
                         "Update",
                         "Delete",
                         "ConditionCheck",
+                        "Get",
                     ):
                         actions.add(f"{key.value}Item")
-    actions.discard("TransactWriteItems")
+    actions.difference_update({"TransactWriteItems", "TransactGetItems"})
     return {f"dynamodb:{action}" for action in actions}
 
 
@@ -92,7 +94,7 @@ def test_code_scan_finds_the_calls_it_should() -> None:
     # Guards the scanner itself: these calls are certainly in the code.
     found = actions_called_by_the_code()
     assert {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"} <= found
-    assert "dynamodb:TransactWriteItems" not in found
+    assert not {"dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"} & found
 
 
 @pytest.mark.parametrize("policy_file", ["policy-prod.json", "policy-aws.json"])
