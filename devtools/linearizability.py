@@ -14,9 +14,12 @@ Porcupine and Knossos implement it: walk the history's call and return entries
 in time order, try each operation that may come next (it was called before the
 first pending return), step the model, backtrack when stuck, and memoise each
 visited (set of linearised operations, model state) pair so no configuration is
-explored twice. Without the reductions below a few dozen unknown outcomes in a
-history of a thousand operations already take minutes; with them, seconds.
-Each keeps the search complete (it finds an order whenever one exists):
+explored twice. That alone copes with long histories as long as every outcome
+is known; unknown outcomes make it exponential. On generated histories of 1,500
+operations with about 30 unknown outcomes it took up to 1.6 s to accept one
+and, with one answer made impossible, often ran out of a 60 s budget before
+rejecting it; with the reductions below it accepts in under 0.2 s and rejects
+within 20 s. Each keeps the search complete (it finds an order whenever one exists):
 
 * A step that leaves the state unchanged (a standing, a 409, a 404, a booking's
   observation) and fits the current state is taken at once, without trying
