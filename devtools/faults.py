@@ -9,12 +9,18 @@ code path is unchanged:
 * ``after-call`` lets the request reach DynamoDB and be applied, then replaces
   the answer with a read timeout: the ambiguous failure where the caller cannot
   tell whether its write happened.
+* ``delay_before`` / ``delay_after`` let the request through unharmed but slow:
+  it waits before it is sent, or it is applied at once and its answer arrives
+  late. Nothing fails; the window between a read and what is done with it
+  widens, as it does when real DynamoDB has a slow moment, so races that need
+  luck to show up on a fast local table show up.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,7 +40,13 @@ REFUSALS: dict[str, tuple[int, str]] = {
 }
 #: The request is applied, then the caller sees a timeout instead of the answer.
 APPLIED_THEN_LOST = "applied_then_lost"
-KINDS = (*REFUSALS, APPLIED_THEN_LOST)
+#: The request succeeds, slowly: it waits before it is sent / its answer waits.
+DELAY_BEFORE = "delay_before"
+DELAY_AFTER = "delay_after"
+DELAYS = (DELAY_BEFORE, DELAY_AFTER)
+#: How long a delayed call waits, in seconds, unless the injector is told otherwise.
+DEFAULT_DELAY = 0.05
+KINDS = (*REFUSALS, APPLIED_THEN_LOST, *DELAYS)
 
 
 Chooser = Callable[[str, dict[str, Any]], str | None]
@@ -45,11 +57,12 @@ class FaultInjector:
 
     ``choose(operation, params)`` returns a fault kind or None. Use
     ``FaultInjector.scripted`` for exact sequences and ``FaultInjector.random``
-    for rates.
+    for rates. A delayed call waits ``delay`` seconds.
     """
 
-    def __init__(self, choose: Chooser) -> None:
+    def __init__(self, choose: Chooser, delay: float = DEFAULT_DELAY) -> None:
         self.choose = choose
+        self.delay = delay
         self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -71,9 +84,13 @@ class FaultInjector:
 
     @classmethod
     def random(
-        cls, rates: dict[str, float], seed: int, operations: Iterable[str] = WRITE_OPERATIONS
+        cls,
+        rates: dict[str, float],
+        seed: int,
+        operations: Iterable[str] = WRITE_OPERATIONS,
+        delay: float = DEFAULT_DELAY,
     ) -> FaultInjector:
-        """Fail each call of ``operations`` with probability ``rates[kind]`` per kind."""
+        """Fail (or delay) each call of ``operations`` with probability ``rates[kind]`` per kind."""
         rng = random.Random(seed)
         targets = frozenset(operations)
         lock = threading.Lock()
@@ -89,7 +106,7 @@ class FaultInjector:
                 draw -= rate
             return None
 
-        return cls(choose)
+        return cls(choose, delay)
 
     def attach(self, client: Any) -> FaultInjector:
         events = client.meta.events
@@ -109,6 +126,10 @@ class FaultInjector:
 
     def _before_call(self, model: Any, context: dict[str, Any], **_: Any):
         kind = context.get("fault")
+        if kind == DELAY_BEFORE:
+            self._count(kind)
+            time.sleep(self.delay)
+            return None  # then sent as usual
         if kind not in REFUSALS:
             return None
         self._count(kind)
@@ -126,6 +147,10 @@ class FaultInjector:
         return response, parsed
 
     def _after_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        if context.get("fault") == DELAY_AFTER:
+            self._count(DELAY_AFTER)
+            time.sleep(self.delay)
+            return
         if context.get("fault") != APPLIED_THEN_LOST:
             return
         self._count(APPLIED_THEN_LOST)

@@ -4,6 +4,8 @@
 with no HTTP server in between, as each Lambda instance of a deployment would.
 ``RequestMeter`` counts every DynamoDB request a client sends and the capacity
 it consumed, through botocore's event hooks, so the service code is unchanged.
+``threads_share_the_app`` lets several threads of one process invoke the app
+at once, the way ``chalice local`` serves it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,3 +147,27 @@ class LambdaInstance:
         }
         response = self.app(event, _LambdaContext())
         return response["statusCode"], json.loads(response["body"])
+
+
+@contextmanager
+def threads_share_the_app() -> Iterator[None]:
+    """While inside, any number of threads may invoke the one app object at once.
+
+    Chalice keeps the request being served in an attribute of the app, so two
+    threads invoking it together would each read the other's request. ``chalice
+    local`` serves on threads by giving the app a class that keeps the request
+    per thread (``chalice.local.LocalChalice``); this does the same, and puts the
+    app's own class back on the way out. Everything else a request touches is
+    per request already (context variables) or shared on purpose (the store's
+    boto3 client, which is thread-safe, and the sold-out hints, which are only hints).
+    """
+    from chalice.local import LocalChalice
+
+    from app import app
+
+    original = app.__class__
+    app.__class__ = type("ThreadedChalice", (LocalChalice, original), {})
+    try:
+        yield
+    finally:
+        app.__class__ = original

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
@@ -10,7 +11,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutE
 from chalicelib.errors import ServiceBusy
 from chalicelib.retry import RetryPolicy, is_transient
 from chalicelib.storage import TicketStore, ticket_store
-from devtools.faults import APPLIED_THEN_LOST, REFUSALS, FaultInjector
+from devtools.faults import APPLIED_THEN_LOST, DELAYS, REFUSALS, FaultInjector
 from devtools.harness import RequestMeter
 from tests.conftest import ORGANISER_ID, Api
 from tests.test_validation import table_snapshot
@@ -188,6 +189,22 @@ def test_reads_are_retried_too(api: Api) -> None:
     )
     assert api.get(f"/status/{event_id}").status == 200
     assert faults.total() == 2
+
+
+@pytest.mark.parametrize("kind", DELAYS)
+def test_a_delayed_call_is_slow_but_succeeds_once(api: Api, kind: str) -> None:
+    """Delays widen race windows (tests/test_history.py); they never fail or repeat a call."""
+    event_id = api.create_event(2)
+    meter = RequestMeter().attach(ticket_store().client)
+    faults = FaultInjector.scripted("TransactWriteItems", [kind])
+    faults.delay = 0.2
+    faults.attach(ticket_store().client)
+    started = time.perf_counter()
+    assert api.book(event_id, "a@example.com").status == 201
+    assert time.perf_counter() - started >= 0.2
+    assert faults.injected[kind] == 1
+    assert meter.snapshot() == {"TransactWriteItems": 1}
+    assert api.status_of(event_id)["bookedTickets"] == 1
 
 
 def test_applied_but_lost_booking_is_not_applied_twice(local_store: TicketStore) -> None:
