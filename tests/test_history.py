@@ -16,15 +16,15 @@ and ``devtools.linearizability`` checks the whole history against a sequential
 model of each event: some order of the operations, consistent with real time,
 must give every client the answer it got. Afterwards the table passes the audit.
 
-A known bug makes this test fail: ``get_standing`` reads the place, then counts
-the waiting list up to its key in a second read, and a promotion in between
-makes it answer ``WAITLISTED, position 0`` for a person who holds a ticket. With
-twelve threads taking turns, the gap between the two reads is wide: every run
-measured so far had 10 to 22 such answers, with or without the delay faults.
-Until the position structure that replaces the count lands, a run whose only
-violations are such answers is an expected failure (``pytest.xfail``); any other
-violation fails. ``test_history_check_catches_mutation`` proves the
-check can fail: it widens that race on purpose, and plants two other bugs.
+Before the position index, ``get_standing`` read the place, then counted the
+waiting list up to its key in a second read; a promotion in between made it
+answer ``WAITLISTED, position 0`` to a person who held a ticket. This test
+caught it in every run (10 to 22 such answers a run). Now the place, the
+event and the index nodes are read in one ``TransactGetItems``: the history must
+be linearizable, with no such answer, and a pause between the standing's first
+read and its snapshot must change nothing (``standing_pause``).
+``test_history_check_catches_mutation`` proves the check can fail: it puts the
+old race back (the place and the counts read apart), and plants two other bugs.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from chalicelib.audit import audit_events
 from chalicelib.observability import logger
 from chalicelib.retry import RetryPolicy
 from chalicelib.storage import TicketStore, ticket_store
+from chalicelib.storage.store import Snapshot
 from devtools.faults import FaultInjector
 from devtools.harness import (
     READ_OPERATIONS,
@@ -298,45 +299,37 @@ def summary(run: Run, verdict: HistoryVerdict) -> str:
     )
 
 
-def without_known_race(ops: list[Operation]) -> list[Operation]:
-    """The history with the known race's answers dropped: they say nothing true, and a
-    standing has no effect, so the rest must still be linearizable."""
-    return [op for op in ops if not is_position_zero(op)]
-
-
 def test_history_of_concurrent_requests_under_faults_is_linearizable(
     local_store: TicketStore, issuer: LocalIssuer
 ) -> None:
     run = run_clients(local_store, issuer, RUN_SECONDS, seed=13)
-    known = [op for op in run.operations if is_position_zero(op)]
     verdict = check(run.operations)
-    rest = check(without_known_race(run.operations)) if known else verdict
-    print("\n" + summary(run, rest))
+    print("\n" + summary(run, verdict))
     assert run.problems == []
     assert len(run.operations) >= 500  # about 1,500 on an idle 2-core machine
     assert any(op.answer and op.answer.promoted for op in run.operations)
     assert sum(1 for op in run.operations if op.unknown) > 0
-    # Anything but the known race fails the test...
-    assert rest.linearizable is True, rest.report()
-    if known:
-        # ...and the known race alone is an expected failure until its fix lands.
-        pytest.xfail(
-            f"the known get_standing race (the place read, then a separate COUNT): "
-            f"{len(known)} standings answered WAITLISTED 0; the rest of the history "
-            f"is linearizable\n" + verdict.report()
-        )
+    assert not [op for op in run.operations if is_position_zero(op)]
+    assert verdict.linearizable is True, verdict.report()
+
+
+def test_a_pause_inside_the_standing_read_changes_nothing(
+    local_store: TicketStore, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old race's window, held open: with one snapshot it must find nothing."""
+    standing_pause(monkeypatch)
+    run = run_clients(local_store, issuer, MUTATION_SECONDS, seed=7)
+    verdict = check(run.operations)
+    print("\n" + summary(run, verdict))
+    assert not [op for op in run.operations if is_position_zero(op)]
     assert verdict.linearizable is True, verdict.report()
 
 
 # -- mutation runs: the same test against deliberately broken services -----------------
 
 
-def standing_read_gap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Widen the real race: a pause between the standing's two reads (place, then count).
-
-    Once the fix replaces the count, this pause must find nothing: turn its
-    assertion around then (the history must stay linearizable).
-    """
+def standing_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pause between a standing's first read (the place) and its snapshot."""
     original = TicketStore.get_place
 
     def slow_get_place(self: TicketStore, event_id: int, email: str) -> Any:
@@ -346,6 +339,19 @@ def standing_read_gap(monkeypatch: pytest.MonkeyPatch) -> None:
         return place
 
     monkeypatch.setattr(TicketStore, "get_place", slow_get_place)
+
+
+def standing_reads_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old race put back: the place read at one moment, the counts at another."""
+    original = TicketStore.snapshot
+
+    def place_then_counts(self: TicketStore, event_id: int, email: str, key: int) -> Snapshot:
+        place = self.get_place(event_id, email)
+        time.sleep(0.1)
+        later = original(self, event_id, email, key)
+        return Snapshot(place=place, event=later.event, counts=later.counts)
+
+    monkeypatch.setattr(TicketStore, "snapshot", place_then_counts)
 
 
 def second_waiter_promoted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,16 +366,16 @@ def second_waiter_promoted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def positions_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """Positions counted one too many (bookings and standings alike)."""
-    original = TicketStore.count_waiting_up_to
+    original = Snapshot.position
 
-    def count_one_more(self: TicketStore, event_id: int, wait_key: int) -> int:
-        return int(original(self, event_id, wait_key)) + 1
+    def one_more(self: Snapshot) -> int:
+        return original(self) + 1
 
-    monkeypatch.setattr(TicketStore, "count_waiting_up_to", count_one_more)
+    monkeypatch.setattr(Snapshot, "position", one_more)
 
 
 MUTATIONS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    "standing_read_gap": standing_read_gap,
+    "standing_reads_apart": standing_reads_apart,
     "second_waiter_promoted": second_waiter_promoted,
     "positions_off_by_one": positions_off_by_one,
 }
@@ -380,17 +386,11 @@ def test_history_check_catches_mutation(
     local_store: TicketStore, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch, mutation: str
 ) -> None:
     """The check is worth something only if it fails on a broken service: each
-    mutation (monkeypatched for this test only) must make the history non-linearizable.
-
-    The unmutated service has the standing race too, so for the other mutations
-    its answers are dropped first: what is left must fail because of the mutation.
-    """
+    mutation (monkeypatched for this test only) must make the history non-linearizable."""
     MUTATIONS[mutation](monkeypatch)
     run = run_clients(local_store, issuer, MUTATION_SECONDS, seed=7)
-    if mutation == "standing_read_gap":
+    if mutation == "standing_reads_apart":
         assert any(is_position_zero(op) for op in run.operations)
-        verdict = check(run.operations)
-    else:
-        verdict = check(without_known_race(run.operations))
+    verdict = check(run.operations)
     print(f"\nmutation {mutation}: {summary(run, verdict)}\n{verdict.report()}")
     assert verdict.linearizable is False
