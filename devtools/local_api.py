@@ -17,6 +17,12 @@ the server, its request handling and its thread per request stay chalice's:
 * **Access log.** chalice logs each request line, query string included; a
   client that puts an email in a URL would see it printed in clear. The line is
   logged without its query string, as API Gateway's access log is configured.
+* **Unknown routes.** chalice imitates API Gateway's 403 for a path no route
+  matches, which, when the request carries an ``Authorization`` header, quotes
+  that header back: the caller's bearer token in a response body, for any proxy
+  or log on the way to read. The answer is the API's own ``{"Code", "Message"}``
+  403 instead, as the deployed API's gateway responses give it
+  (``deploy/resources.json``), with nothing of the request in it.
 
 ``devtools.dev_server`` runs this with ``--no-autoreload`` and does the
 reloading itself.
@@ -66,6 +72,20 @@ def _handle_within_the_gateways_limit(original: Any) -> Any:
     return handle
 
 
+#: What a path no route matches gets, locally as in the deployed API.
+NO_SUCH_ROUTE = b'{"Code": "ForbiddenError", "Message": "no such route, or not allowed"}'
+
+
+def _no_route_without_echo(original: Any) -> Any:
+    def handle_request(self: Any, method: str, path: str, headers: Any, body: Any) -> Any:
+        try:
+            return original(self, method, path, headers, body)
+        except local.ForbiddenError as error:
+            raise local.ForbiddenError(error.headers, NO_SUCH_ROUTE) from None
+
+    return handle_request
+
+
 def _log_request_without_query(self: Any, code: Any = "-", size: Any = "-") -> None:
     self.log_message('"%s" %s %s', _QUERY.sub("", self.requestline), str(code), str(size))
 
@@ -78,6 +98,8 @@ def adjust_chalice_local() -> None:
     for method in ("GET", "PUT", "POST", "HEAD", "DELETE", "PATCH", "OPTIONS"):
         setattr(handler, f"do_{method}", guarded)
     handler.log_request = _log_request_without_query  # type: ignore[method-assign]
+    gateway = local.LocalGateway
+    gateway.handle_request = _no_route_without_echo(gateway.handle_request)  # type: ignore[method-assign]
 
 
 def main() -> int:

@@ -751,3 +751,18 @@ def test_the_servers_access_log_never_shows_a_query_string(
     text = log.read_text(errors="replace")
     assert '"GET /events/1/standing HTTP/1.1" 400' in text  # the line is there, without its query
     assert "bob" not in text and "userEmail" not in text and "cursor=" not in text
+
+
+@pytest.mark.dynamodb_local
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_an_unknown_route_never_quotes_the_callers_token_back(
+    chalice_local: tuple[str, int, TicketStore], issuer: LocalIssuer, method: str
+) -> None:
+    """chalice local imitates API Gateway's 403 for an unknown path, which quoted the
+    Authorization header (the bearer token) into the body."""
+    host, port, _ = chalice_local
+    token = issuer.token("cat@example.com")
+    status, body = _send(host, port, method, "/no-such-route", b"{}", token=token)
+    assert status == 403
+    assert set(body) == {"Code", "Message"}
+    assert token not in json.dumps(body) and "Bearer" not in json.dumps(body)

@@ -398,6 +398,25 @@ def test_access_logs_carry_no_query_string(template: dict[str, Any]) -> None:
     assert template["Resources"]["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == 30
 
 
+def test_an_unknown_route_answers_in_the_apis_shape_without_the_request(
+    template: dict[str, Any],
+) -> None:
+    """API Gateway's own answer to a path no route matches is replaced by a fixed
+    ``{"Code", "Message"}`` body: nothing of the request (its Authorization header)."""
+    from devtools.local_api import NO_SUCH_ROUTE
+
+    responses = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ApiGateway::GatewayResponse"
+    ]
+    [unknown] = [r for r in responses if r["ResponseType"] == "MISSING_AUTHENTICATION_TOKEN"]
+    assert unknown["RestApiId"] == {"Ref": "RestAPI"}
+    body = unknown["ResponseTemplates"]["application/json"]
+    assert json.loads(body) == json.loads(NO_SUCH_ROUTE)  # what make dev answers too
+    assert "$" not in body
+
+
 def watched_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
     """The metrics an alarm reads: its own, or those its metric-math expression combines."""
     if "Metrics" in alarm:
