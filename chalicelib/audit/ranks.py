@@ -26,9 +26,8 @@ from chalicelib.audit.findings import Finding
 from chalicelib.audit.rules import Item, Lookups, RuleGroup
 from chalicelib.models import Event, Status
 from chalicelib.storage import ranks
-from chalicelib.storage.schema import EVENT_KIND, PERSON_KIND
+from chalicelib.storage.schema import EVENT_KIND, PERSON_KIND, RANK_KIND, item_kind
 
-RANK_KIND = ranks.RANK_PREFIX.rstrip("#")
 _MASK = (1 << 64) - 1
 
 
@@ -62,7 +61,7 @@ class PositionIndexRules(RuleGroup):
     malformed_nodes: int = 0
 
     def observe(self, item: Item) -> None:
-        kind = item["SK"]["S"].split("#", 1)[0]
+        kind = item_kind(item)
         if kind == EVENT_KIND:
             self.promoted = int(item.get("promotedCount", {}).get("N", 0))
         elif kind == PERSON_KIND:

@@ -138,10 +138,6 @@ def is_event_item(item: dict[str, Any]) -> bool:
     return bool(item["SK"]["S"] == EVENT_SK)
 
 
-def is_rank_item(item: dict[str, Any]) -> bool:
-    return bool(item["SK"]["S"].startswith(RANK_PREFIX))
-
-
 def is_place_item(item: dict[str, Any]) -> bool:
     return bool(item["SK"]["S"].startswith(PERSON_PREFIX))
 
@@ -149,6 +145,7 @@ def is_place_item(item: dict[str, Any]) -> bool:
 #: Item kinds within an event's partition, as ``item_kind`` names them.
 EVENT_KIND = EVENT_SK
 PERSON_KIND = PERSON_PREFIX.rstrip("#")
+RANK_KIND = RANK_PREFIX.rstrip("#")
 
 
 def item_kind(item: dict[str, Any]) -> str:

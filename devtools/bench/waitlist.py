@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,7 @@ from devtools.bench.scenario import prefill_bookings
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, ROOT, DynamoDBLocal, local_client
 from devtools.harness import LambdaInstance, RequestMeter
 from devtools.issuer import LocalIssuer
+from devtools.synthetic import batch_put
 from devtools.tables import create_table_if_missing
 
 TABLE = "bench-waitlist"
@@ -118,27 +119,16 @@ def fill(client: Any, table: str, line: WaitingList, target: int) -> float:
     # After every key the service gave out (its joins used the clock), like a rush.
     now, first = now_iso(), max(event.last_wait_key, wait_key_now() - count)
     new = [(f"filled{line.filled + i:07d}@example.com", first + 1 + i) for i in range(count)]
-    puts = [
-        {
-            "PutRequest": {
-                "Item": items.place_to_item(
-                    Place(line.event_id, email, Status.WAITLISTED, wait_key=key), now
-                )
-            }
-        }
-        for email, key in new
-    ]
-    for start in range(0, len(puts), 25):
-        pending: Any = {table: puts[start : start + 25]}
-        while pending:
-            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems")
-    counts: Counter[tuple[ranks.NodeRef, int]] = Counter(
-        step for _, key in new for step in ranks.path(key)
+    batch_put(
+        client,
+        table,
+        (
+            items.place_to_item(Place(line.event_id, email, Status.WAITLISTED, wait_key=key), now)
+            for email, key in new
+        ),
     )
-    by_node: dict[ranks.NodeRef, dict[int, int]] = {}
-    for (node, child), n in counts.items():
-        by_node.setdefault(node, {})[child] = n
-    for node, children in by_node.items():
+    # ADD, not put: the nodes already hold the counts of earlier fills and joins.
+    for node, children in ranks.counts_for(key for _, key in new).items():
         names = {f"#c{child}": ranks.cell(child) for child in children}
         client.update_item(
             TableName=table,
