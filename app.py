@@ -1,7 +1,9 @@
 """HTTP routes of the ticket booking service.
 
 Each route parses and validates the request, authorises it, calls one domain
-function in ``chalicelib.booking``, and shapes the JSON answer.
+function in ``chalicelib.booking`` (or, for organisers' lists,
+``chalicelib.organiser_lists``), and shapes the answer: JSON, or CSV for a list when
+the client asks for it.
 ``RequestObserver`` verifies the caller's token against the operation's access
 level (``chalicelib.contract.operations``) before the route runs, maps errors to
 HTTP, and logs every request.
@@ -14,13 +16,14 @@ from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, SQSEvent
 
-from chalicelib import audit, booking, validation
+from chalicelib import audit, booking, csv_answers, organiser, organiser_lists, validation
 from chalicelib.audit import fanout
 from chalicelib.contract import openapi as contract_openapi
+from chalicelib.contract import schemas
 from chalicelib.errors import InvalidRequest
 from chalicelib.http import RequestObserver, json_body
 from chalicelib.identity.access import current_caller
-from chalicelib.models import Standing, Status
+from chalicelib.models import Event, Standing, Status
 from chalicelib.observability import count, flush_metrics
 from chalicelib.storage import ticket_store
 
@@ -49,6 +52,7 @@ def initialize() -> Response:
         new_event.total_tickets,
         owner_id=current_caller().subject,
         waiting_list_cap=new_event.waiting_list_cap or booking.DEFAULT_WAITING_LIST_CAP,
+        sales_window=new_event.sales_window,
     )
     return Response(body=event.to_json(), status_code=201)
 
@@ -114,6 +118,22 @@ def list_events() -> Response:
     limit = validation.parse_page_size(_query("limit"))
     before_id = validation.parse_cursor(_query("cursor"))
     events, next_before = booking.list_events(ticket_store(), limit, before_id)
+    return _events_page(events, next_before)
+
+
+@app.route("/organisers/me/events", methods=["GET"])
+@observe
+def my_events() -> Response:
+    """The caller's own events (organisers), newest first."""
+    limit = validation.parse_page_size(_query("limit"))
+    before_id = validation.parse_cursor(_query("cursor"))
+    events, next_before = organiser_lists.my_events(
+        ticket_store(), current_caller(), limit, before_id
+    )
+    return _events_page(events, next_before)
+
+
+def _events_page(events: list[Event], next_before: int | None) -> Response:
     return Response(
         body={
             "events": [event.to_json() for event in events],
@@ -127,6 +147,42 @@ def list_events() -> Response:
 @observe
 def get_event(eventId: str) -> Response:  # noqa: N803
     return _event_answer(eventId)
+
+
+@app.route("/events/{eventId}", methods=["PATCH"])
+@observe
+def change_event(eventId: str) -> Response:  # noqa: N803
+    """The organiser changes the name, capacity, waiting-list cap or sales window."""
+    event_id = validation.parse_event_id(eventId)
+    change = validation.parse_event_change(json_body())
+    event = organiser.change_event(ticket_store(), current_caller(), event_id, change)
+    return Response(body=event.to_json(), status_code=200)
+
+
+@app.route("/events/{eventId}/close", methods=["POST"])
+@observe
+def close_sales(eventId: str) -> Response:  # noqa: N803
+    event_id = validation.parse_event_id(eventId)
+    event = organiser.close_sales(ticket_store(), current_caller(), event_id)
+    return Response(body=event.to_json(), status_code=200)
+
+
+@app.route("/events/{eventId}/reopen", methods=["POST"])
+@observe
+def reopen_sales(eventId: str) -> Response:  # noqa: N803
+    event_id = validation.parse_event_id(eventId)
+    event = organiser.reopen_sales(ticket_store(), current_caller(), event_id)
+    return Response(body=event.to_json(), status_code=200)
+
+
+@app.route("/events/{eventId}/cancel", methods=["POST"])
+@observe
+def cancel_event(eventId: str) -> Response:  # noqa: N803
+    """Cancel the event: 200 once every place is released, 202 while some remain (call again)."""
+    event_id = validation.parse_event_id(eventId)
+    event = organiser.cancel_event(ticket_store(), current_caller(), event_id)
+    done = event.released_count >= event.places_to_release
+    return Response(body=event.to_json(), status_code=200 if done else 202)
 
 
 @app.route("/events/{eventId}/standing", methods=["GET"])
@@ -152,6 +208,53 @@ def lookup(eventId: str) -> Response:  # noqa: N803
     )
     result = booking.get_standing(ticket_store(), event_id, email)
     return Response(body=_standing_json(result), status_code=200)
+
+
+@app.route("/events/{eventId}/attendees", methods=["GET"])
+@observe
+def attendees(eventId: str) -> Response:  # noqa: N803
+    """The event's ticket holders in booking order (its organiser only): JSON or CSV."""
+    return _event_list(eventId, organiser_lists.attendees, "attendees", schemas.ATTENDEE)
+
+
+@app.route("/events/{eventId}/waiting-list", methods=["GET"])
+@observe
+def waiting_list(eventId: str) -> Response:  # noqa: N803
+    """The event's waiting list with positions (its organiser only): JSON or CSV."""
+    return _event_list(eventId, organiser_lists.waiting_list, "waitingList", schemas.WAITING_ENTRY)
+
+
+def _event_list(
+    event_id_text: str, read: organiser_lists.ListReader, name: str, row_schema: schemas.Schema
+) -> Response:
+    """Parse an event list's page request, read the page as the caller, shape the answer."""
+    event_id = validation.parse_event_id(event_id_text)
+    limit = validation.parse_page_size(_query("limit"))
+    after = validation.parse_list_cursor(_query("cursor"))
+    page = read(ticket_store(), current_caller(), event_id, limit, after)
+    rows = [entry.to_json() for entry in page.entries]
+    return _list_answer(event_id, name, rows, page.next_cursor, row_schema)
+
+
+def _list_answer(
+    event_id: int,
+    name: str,
+    rows: list[dict[str, Any]],
+    next_cursor: int | None,
+    row_schema: schemas.Schema,
+) -> Response:
+    """A page of an event's list: JSON, or CSV if ``Accept`` prefers it (the documented
+    columns, in order); the next page's cursor also in a header, for CSV's sake."""
+    cursor = str(next_cursor) if next_cursor is not None else None
+    headers: dict[str, str | list[str]] = {"Vary": "Accept"}
+    if cursor is not None:
+        headers[schemas.NEXT_CURSOR_HEADER] = cursor
+    if csv_answers.wants_csv(_request().headers.get("accept")):
+        headers["Content-Type"] = f"{csv_answers.MEDIA_TYPE}; charset=utf-8"
+        text = csv_answers.render(row_schema["properties"], rows)
+        return Response(body=text, status_code=200, headers=headers)
+    body = {"eventId": event_id, name: rows, "nextCursor": cursor}
+    return Response(body=body, status_code=200, headers=headers)
 
 
 def _standing_json(result: Standing) -> dict[str, Any]:

@@ -22,11 +22,17 @@ from chalicelib.errors import (
     AlreadyHoldsPlace,
     BodyTooLarge,
     BookingError,
+    CapacityBelowBooked,
+    CapBelowWaiting,
     DailyLimitReached,
+    EventCancelled,
     EventNotFound,
     Forbidden,
     InvalidRequest,
+    InvalidWindow,
     NoPlaceHeld,
+    NotOnSale,
+    SalesClosed,
     ServiceBusy,
     Unauthenticated,
     UnsupportedMediaType,
@@ -39,6 +45,11 @@ _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
     NoPlaceHeld: NotFoundError,
     AlreadyHoldsPlace: ConflictError,
     WaitingListFull: ConflictError,
+    EventCancelled: ConflictError,
+    NotOnSale: ConflictError,
+    SalesClosed: ConflictError,
+    CapacityBelowBooked: ConflictError,
+    CapBelowWaiting: ConflictError,
     Forbidden: ForbiddenError,
     Unauthenticated: UnauthorizedError,
     DailyLimitReached: TooManyRequestsError,
@@ -47,6 +58,7 @@ _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
 _OTHER_ERRORS: dict[type[BookingError], tuple[int, str]] = {
     BodyTooLarge: (413, "RequestEntityTooLargeError"),
     UnsupportedMediaType: (415, "UnsupportedMediaType"),
+    InvalidWindow: (422, "UnprocessableEntity"),
 }
 
 

@@ -12,21 +12,32 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.clock import now_iso, wait_key_now
+from chalicelib.clock import iso_from_ms, now_iso, now_ms, wait_key_now
 from chalicelib.errors import (
     AlreadyHoldsPlace,
     ConditionFailed,
     DailyLimitReached,
+    EventCancelled,
     EventNotFound,
     Forbidden,
     NoPlaceHeld,
+    NotOnSale,
     Role,
+    SalesClosed,
     ServiceBusy,
     WaitingListFull,
 )
 from chalicelib.hints import SoldOutHints
 from chalicelib.identity.access import Caller, require_owner, speaks_for_self
-from chalicelib.models import BookingOutcome, CancellationOutcome, Event, Place, Standing, Status
+from chalicelib.models import (
+    BookingOutcome,
+    CancellationOutcome,
+    Event,
+    Place,
+    SalesState,
+    Standing,
+    Status,
+)
 from chalicelib.storage import TicketStore
 
 #: How many times one request may lose a race and decide again before giving up
@@ -61,6 +72,7 @@ def create_event(
     total_tickets: int,
     owner_id: str,
     waiting_list_cap: int = DEFAULT_WAITING_LIST_CAP,
+    sales_window: tuple[int | None, int | None] = (None, None),
 ) -> Event:
     """Create an event owned by ``owner_id``, within the organiser's daily cap.
 
@@ -80,6 +92,8 @@ def create_event(
             created_at=now_iso(),
             owner_id=owner_id,
             waiting_list_cap=waiting_list_cap,
+            sales_open_at=sales_window[0],
+            sales_close_at=sales_window[1],
         )
         try:
             store.create_event(event, now.date().isoformat(), cap)
@@ -141,14 +155,17 @@ def book_ticket(
     # condition (DynamoDB returns the item). None means "try to book".
     known = sold_out_hints.get(store.table_name, event_id)
     for _ in range(MAX_DECISION_ROUNDS):
+        now = now_ms()
         try:
             if known is None or known.available_tickets > 0:
-                store.book(event_id, email, request_key)
+                store.book(event_id, email, request_key, now)
                 return BookingOutcome(status=Status.BOOKED)
             wait_key = _next_wait_key(known)
-            store.join_waitlist(event_id, email, wait_key, request_key)
+            store.join_waitlist(event_id, email, wait_key, request_key, now)
             return _waitlisted_outcome(store, event_id, email, wait_key, replayed=False)
         except ConditionFailed as failure:
+            if failure.old_event is not None and failure.old_event.cancelled:
+                raise EventCancelled(event_id) from None
             existing = failure.place(Role.PERSON)
             if existing is not None:
                 if request_key and existing.request_key == request_key:
@@ -157,10 +174,27 @@ def book_ticket(
             known = failure.old_event
             if known is None:
                 raise EventNotFound(event_id) from None
+            _refuse_off_sale(known, now)
             if known.available_tickets == 0 and known.waiting_list_full:
                 raise WaitingListFull(event_id, known.waiting_list_cap or 0) from None
             sold_out_hints.remember(store.table_name, known)
     raise ServiceBusy("booking kept losing races for the same event")
+
+
+def _refuse_off_sale(event: Event, now: int) -> None:
+    """Say why a booking at ``now`` failed if the event was not on sale then (the
+    condition ``writes.on_sale`` refused it for the same reason)."""
+    state = event.state(now)
+    if state == SalesState.SALES_CLOSED:
+        raise SalesClosed(event.event_id)
+    if state == SalesState.NOT_ON_SALE_YET:
+        assert event.sales_open_at is not None
+        raise NotOnSale(event.event_id, iso_from_ms(event.sales_open_at))
+
+
+def _refuse_if_cancelled(event_id: int, failure: ConditionFailed) -> None:
+    if failure.old_event is not None and failure.old_event.cancelled:
+        raise EventCancelled(event_id) from None
 
 
 def cancel_booking(store: TicketStore, event_id: int, email: str) -> CancellationOutcome:
@@ -178,6 +212,7 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
             if _cancel_and_promote_first_waiting(store, event_id, email, heads):
                 return CancellationOutcome(Status.BOOKED, promoted_waiting_person=True)
         except ConditionFailed as failure:
+            _refuse_if_cancelled(event_id, failure)
             if failure.failed_for(Role.PERSON):
                 place = failure.place(Role.PERSON)
                 if place is None:
@@ -187,7 +222,8 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
                 if place.status == Status.WAITLISTED:
                     try:
                         return _leave_waitlist(store, event_id, place)
-                    except ConditionFailed:
+                    except ConditionFailed as second:
+                        _refuse_if_cancelled(event_id, second)
                         continue  # promoted meanwhile: decide again
             # Otherwise someone joined the list meanwhile: decide again.
         # The head we read was taken by a concurrent cancellation (or the list
@@ -225,24 +261,25 @@ def get_standing(store: TicketStore, event_id: int, email: str) -> Standing:
     """Whether ``email`` holds a ticket, waits (with its current position), or neither.
 
     A waiting place's status and position come from one snapshot (``store.snapshot``),
-    so they describe the same moment even if a promotion races the read.
+    so they describe the same moment even if a promotion races the read. The
+    place is read with its event, so a place in a cancelled event reads RELEASED.
     """
-    place = store.get_place(event_id, email)
+    place, event = store.place_and_event(event_id, email)
     for _ in range(MAX_DECISION_ROUNDS):
+        if event is None:
+            raise EventNotFound(event_id)
         if place is None:
-            if store.get_event(event_id) is None:
-                raise EventNotFound(event_id)
             return Standing(event_id, email, Status.NONE)
+        if event.cancelled:
+            return Standing(event_id, email, Status.RELEASED)
         if place.status == Status.BOOKED or place.wait_key is None:
             return Standing(event_id, email, Status.BOOKED)
         snapshot = store.snapshot(event_id, email, place.wait_key)
-        if snapshot.place == place:
+        if snapshot.place == place and snapshot.event is not None and not snapshot.event.cancelled:
             return Standing(event_id, email, Status.WAITLISTED, snapshot.position())
-        if snapshot.place is None and snapshot.event is not None:
-            return Standing(event_id, email, Status.NONE)
-        # Promoted, or left and joined again, since the first read: judge the new place
-        # (a new wait key needs the nodes on its own path).
-        place = snapshot.place
+        # Promoted, left (and perhaps joined again), or cancelled with its event since the
+        # first read: judge the new state (a new wait key needs the nodes on its own path).
+        place, event = snapshot.place, snapshot.event
     raise ServiceBusy("the place kept changing while its standing was read")
 
 

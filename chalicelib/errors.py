@@ -68,6 +68,66 @@ class DailyLimitReached(BookingError):
         super().__init__(f"an organiser may create {cap} events a day; try again tomorrow (UTC)")
 
 
+class EventCancelled(BookingError):
+    """The organiser cancelled the event: its places no longer change (HTTP 409)."""
+
+    def __init__(self, event_id: int) -> None:
+        self.event_id = event_id
+        super().__init__(
+            f"event {event_id} was cancelled by its organiser; every place in it was released"
+        )
+
+
+class NotOnSale(BookingError):
+    """A booking before the sales window opens (HTTP 409)."""
+
+    def __init__(self, event_id: int, opens_at: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"event {event_id} is not on sale yet: sales open at {opens_at}")
+
+
+class SalesClosed(BookingError):
+    """A booking after sales closed, by the window's end or by the organiser (HTTP 409)."""
+
+    def __init__(self, event_id: int) -> None:
+        self.event_id = event_id
+        super().__init__(f"sales closed for event {event_id}; cancelling is still possible")
+
+
+class InvalidWindow(BookingError):
+    """A sales window that would close before it opens (HTTP 422): each bound is well
+    formed, but together (or with the stored one) they describe no window."""
+
+    def __init__(self, opens_at: str, closes_at: str) -> None:
+        super().__init__(
+            f"salesCloseAt: must be later than salesOpenAt (the window would open at"
+            f" {opens_at} and close at {closes_at})"
+        )
+
+
+class CapacityBelowBooked(BookingError):
+    """Capacity may not drop below the tickets already booked (HTTP 409)."""
+
+    def __init__(self, event_id: int, booked: int) -> None:
+        self.event_id = event_id
+        self.booked = booked
+        super().__init__(
+            f"totalTickets: event {event_id} has {booked:,} tickets booked; capacity cannot"
+            f" go below {booked:,}"
+        )
+
+
+class CapBelowWaiting(BookingError):
+    """A waiting-list cap may not drop below the people already waiting (HTTP 409)."""
+
+    def __init__(self, event_id: int, waiting: int) -> None:
+        self.event_id = event_id
+        super().__init__(
+            f"waitingListCap: {waiting:,} people wait for event {event_id}; the cap cannot"
+            f" go below {waiting:,}"
+        )
+
+
 class EventNotFound(BookingError):
     def __init__(self, event_id: int) -> None:
         self.event_id = event_id
@@ -123,6 +183,8 @@ class Role(StrEnum):
     EVENT = "event"  # the event item and its counters
     ORGANISER = "organiser"  # the organiser's count of events created today
     INDEX = "index"  # a node of the event's position index (never conditioned)
+    RELEASED = "released"  # a place a cancelled event's sweep marks (never conditioned)
+    LISTING = "listing"  # the organiser's listing of a new event (never conditioned)
 
 
 @dataclass

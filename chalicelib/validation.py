@@ -9,11 +9,14 @@ Nothing here touches DynamoDB: a request that fails validation has written nothi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from chalicelib.clock import iso_from_ms, ms_from_datetime
 from chalicelib.contract import schemas
 from chalicelib.contract.check import check
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import InvalidRequest, InvalidWindow
+from chalicelib.models import EventChange
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class NewEvent:
     name: str
     total_tickets: int
     waiting_list_cap: int | None
+    #: The sales window's bounds, Unix ms (None: unbounded).
+    sales_window: tuple[int | None, int | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,47 @@ class PlaceRequest:
 
 def parse_new_event(body: dict[str, Any]) -> NewEvent:
     check(schemas.NEW_EVENT, body, "body")
+    opens, closes = (_time_or_none(body, name) for name in ("salesOpenAt", "salesCloseAt"))
+    check_window(opens, closes)
     return NewEvent(
         name=body["name"].strip(),
         total_tickets=body["totalTickets"],
         waiting_list_cap=body.get("waitingListCap"),
+        sales_window=(opens, closes),
     )
+
+
+def parse_event_change(body: dict[str, Any]) -> EventChange:
+    """``PATCH /events/{id}``: the fields to change (a window bound set to null is removed).
+
+    Whether the resulting window is valid depends on the stored bounds, so
+    ``chalicelib.organiser`` checks it with ``check_window`` once it has read them.
+    """
+    check(schemas.EVENT_CHANGE, body, "body")
+    name = body.get("name")
+    return EventChange(
+        name=name.strip() if name is not None else None,
+        total_tickets=body.get("totalTickets"),
+        waiting_list_cap=body.get("waitingListCap"),
+        sales_open_at=_time_or_none(body, "salesOpenAt"),
+        sales_close_at=_time_or_none(body, "salesCloseAt"),
+        clear_sales_open_at="salesOpenAt" in body and body["salesOpenAt"] is None,
+        clear_sales_close_at="salesCloseAt" in body and body["salesCloseAt"] is None,
+    )
+
+
+def check_window(opens: int | None, closes: int | None) -> None:
+    """A sales window must open before it closes."""
+    if opens is not None and closes is not None and closes <= opens:
+        raise InvalidWindow(iso_from_ms(opens), iso_from_ms(closes))
+
+
+def _time_or_none(body: dict[str, Any], field: str) -> int | None:
+    """A checked RFC 3339 time of ``body`` as Unix ms; None when absent or null."""
+    value = body.get(field)
+    if value is None:
+        return None
+    return ms_from_datetime(datetime.fromisoformat(value))  # the pattern admits only real dates
 
 
 def parse_place_request(body: dict[str, Any]) -> PlaceRequest:
@@ -95,4 +136,16 @@ def parse_cursor(value: str | None) -> int | None:
     if value is None:
         return None
     check(schemas.CURSOR, value, "cursor")
+    return int(value)
+
+
+def parse_list_cursor(value: str | None) -> int | None:
+    """The ``cursor`` of an event's attendee or waiting list: a position in that list.
+
+    Only its form is checked: a position is not a key, and the list is the one
+    the path names, so no value can reach another event's (or person's) data.
+    """
+    if value is None:
+        return None
+    check(schemas.LIST_CURSOR, value, "cursor")
     return int(value)

@@ -11,6 +11,7 @@ as a promotion sets it), in the state a real sale would leave:
 * wait keys *fall* with ``i``: the head of the waiting list (smallest key)
   is the last waiting place in sort-key order, so FIFO needs every page;
 * every tenth booked place was promoted from a key below every waiting one;
+* every booked place is in the attendee list, in sort-key order;
 * the position index counts every waiting and promoted key, and the event's
   ``promotedCount`` the promoted places.
 """
@@ -27,6 +28,8 @@ from chalicelib.storage import items, ranks
 
 #: Wait keys are ``WAIT_BASE + (n - i)``; promoted places waited with keys below it.
 WAIT_BASE = 1_000_000
+#: Booked place ``i`` is listed as an attendee under booking key ``BOOKING_BASE + i``.
+BOOKING_BASE = 10**15
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,13 @@ def synthetic_event(event_id: int, places: int) -> SyntheticEvent:
         else:
             promoted = booked + 1 if booked % 10 == 0 else None
             made.append(
-                Place(event_id, email(event_id, i), Status.BOOKED, promoted_from_wait_key=promoted)
+                Place(
+                    event_id,
+                    email(event_id, i),
+                    Status.BOOKED,
+                    promoted_from_wait_key=promoted,
+                    booking_key=BOOKING_BASE + i,
+                )
             )
             booked += 1
     waiting = places - booked

@@ -8,9 +8,10 @@
 Standard library only, so it runs anywhere Python 3.11 does. It signs in as one
 organiser (TOKEN; against make dev it asks make token for one), who creates one
 new event with two tickets on every run and then, as that event's box office,
-books it out for four people, fills the waiting list, cancels to promote and
-looks everyone up. It also checks that an anonymous caller is refused. Exit
-status 0 when every step answered as documented; each step is printed.
+books it out for four people, fills the waiting list, cancels to promote,
+looks everyone up and reads the event's attendee and waiting lists. It also
+checks that an anonymous caller is refused. Exit status 0 when every step
+answered as documented; each step is printed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,33 @@ def walk_through(service: Service) -> None:
     expect("cat now holds a ticket", standing("cat@example.com"), 200, status="BOOKED")
     expect("dan moved up", standing("dan@example.com"), 200, status="WAITLISTED", position=1)
     expect("ann holds nothing", standing("ann@example.com"), 200, status="NONE")
+    attendees = expect(
+        "the attendee list, in booking order",
+        service.call("GET", f"/events/{event_id}/attendees?limit=10"),
+        200,
+        eventId=event_id,
+        nextCursor=None,
+    )
+    booked = [(a["userEmail"], a["promotedFromWaitingList"]) for a in attendees["attendees"]]
+    if booked != [("bob@example.com", False), ("cat@example.com", True)]:
+        raise SmokeFailure(f"attendees: expected bob, then cat (promoted), got {booked}")
+    waiting = expect(
+        "the waiting list, with positions",
+        service.call("GET", f"/events/{event_id}/waiting-list"),
+        200,
+        nextCursor=None,
+    )
+    rows = [(w["position"], w["userEmail"]) for w in waiting["waitingList"]]
+    if rows != [(1, "dan@example.com")]:
+        raise SmokeFailure(f"waiting list: expected dan at 1, got {rows}")
+    mine = expect("my events", service.call("GET", "/organisers/me/events?limit=1"), 200)
+    if [e["eventId"] for e in mine["events"]] != [event_id]:
+        raise SmokeFailure(f"my newest event is not {event_id}: {mine}")
+    expect(
+        "the lists are the organiser's only",
+        service.call("GET", f"/events/{event_id}/attendees", signed=False),
+        401,
+    )
     expect(
         "status after the promotion",
         service.call("GET", f"/status/{event_id}"),
@@ -152,6 +181,58 @@ def walk_through(service: Service) -> None:
         400,
         Code="BadRequestError",
     )
+    organiser_controls(service, event_id, book, standing)
+
+
+def organiser_controls(
+    service: Service,
+    event_id: int,
+    book: Callable[[str], tuple[int, Any]],
+    standing: Callable[[str], tuple[int, Any]],
+) -> None:
+    """The organiser's controls on the walk-through's event (1 ticket free, cat booked)."""
+    path = f"/events/{event_id}"
+    expect("eve books the free ticket", book("eve@example.com"), 201)
+    expect("fay waits", book("fay@example.com"), 202, position=1)
+    expect(
+        "raising capacity by 2 promotes fay and frees 1",
+        service.call("PATCH", path, {"totalTickets": 4}),
+        200,
+        totalTickets=4,
+        bookedTickets=3,
+        availableTickets=1,
+        waitingListCount=0,
+    )
+    expect("fay holds a ticket", standing("fay@example.com"), 200, status="BOOKED")
+    expect(
+        "lowering below the tickets booked is refused",
+        service.call("PATCH", path, {"totalTickets": 2}),
+        409,
+        Code="ConflictError",
+    )
+    expect(
+        "a window that opens later",
+        service.call("PATCH", path, {"salesOpenAt": "2099-01-01T00:00:00Z"}),
+        200,
+        state="NOT_ON_SALE_YET",
+    )
+    expect("not on sale yet", book("gus@example.com"), 409, Code="ConflictError")
+    expect(
+        "the window removed",
+        service.call("PATCH", path, {"salesOpenAt": None}),
+        200,
+        state="ON_SALE",
+    )
+    expect("close sales", service.call("POST", f"{path}/close"), 200, state="SALES_CLOSED")
+    expect("sales closed", book("gus@example.com"), 409, Code="ConflictError")
+    expect("reopen sales", service.call("POST", f"{path}/reopen"), 200, state="ON_SALE")
+    cancelled = expect(
+        "cancel the event", service.call("POST", f"{path}/cancel"), 200, state="CANCELLED"
+    )
+    if not cancelled["release"]["complete"]:
+        raise SmokeFailure(f"the release did not finish: {cancelled}")
+    expect("cat's place is released", standing("cat@example.com"), 200, status="RELEASED")
+    expect("a cancelled event takes no booking", book("gus@example.com"), 409)
 
 
 def organiser_token() -> str:

@@ -170,8 +170,24 @@ class Api:
     def post(
         self, path: str, body: Any, headers: dict[str, str] | None = None, token: Any = _DEFAULT
     ) -> Reply:
+        return self.send("post", path, body, headers, token)
+
+    def patch(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, token: Any = _DEFAULT
+    ) -> Reply:
+        return self.send("patch", path, body, headers, token)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        token: Any = _DEFAULT,
+    ) -> Reply:
+        """``body`` as JSON (bytes and str as they are), with ``method``."""
         raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
-        response = self.client.http.post(
+        response = getattr(self.client.http, method)(
             path,
             headers={"Content-Type": "application/json", **self._headers(token, headers)},
             body=raw,

@@ -31,7 +31,9 @@ def from_schema(schema: Schema) -> st.SearchStrategy[Any]:
     if kind == "string":
         return _string(schema)
     if kind == "object":
-        return _object(schema)
+        return _object(schema).filter(lambda value: len(value) >= schema.get("minProperties", 0))
+    if kind == "null":
+        return st.none()
     raise AssertionError(f"no strategy for type {kind}")
 
 

@@ -67,6 +67,7 @@ def test_status_reports_every_counter(api: Api) -> None:
         "waitingListCount": 1,
         "waitingListCap": 10_000,
         "createdAt": created["createdAt"],
+        "state": "ON_SALE",
     }
     assert datetime.fromisoformat(created["createdAt"]).tzinfo == UTC
 

@@ -71,6 +71,11 @@ CORRUPTIONS: dict[str, Callable[[TicketStore, int], None]] = {
         set_event(s, e, "SET bookedTickets = :b, totalTickets = :t", b=3, t=3),
     ),
     "status": lambda s, e: set_place(s, e, "b@example.com", "SET #s = :s", **{":s": {"S": "LOST"}}),
+    "attendee-index": lambda s, e: s.client.update_item(
+        TableName=s.table_name,
+        Key=person_key(e, "a@example.com"),
+        UpdateExpression="REMOVE GSI1PK, GSI1SK",
+    ),
     "fifo-promotion": lambda s, e: set_place(
         s,
         e,
@@ -156,3 +161,31 @@ def test_audit_command_reports_json_and_exit_status(
     report = json.loads(capsys.readouterr().out)
     assert report["eventsChecked"] == 1
     assert "tickets-conserved" in {v["rule"] for v in report["violations"]}
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        # A waiting place listed as an attendee (a promotion's keys on a place still waiting).
+        lambda s, e: set_place(
+            s,
+            e,
+            "c@example.com",
+            "SET GSI1PK = :p, GSI1SK = :k",
+            **{":p": {"S": f"ATTENDEES#{e}"}, ":k": {"N": "1"}},
+        ),
+        # A ticket listed under another event's attendees.
+        lambda s, e: set_place(
+            s, e, "b@example.com", "SET GSI1PK = :p", **{":p": {"S": f"ATTENDEES#{e + 1}"}}
+        ),
+    ],
+    ids=["waiting-place-listed", "listed-under-another-event"],
+)
+@moto_only
+def test_audit_checks_the_attendee_list_keys(
+    api: Api, store: TicketStore, corrupt: Callable[[TicketStore, int], None]
+) -> None:
+    event_id = seed(api)
+    corrupt(store, event_id)
+    report = audit_events(store)
+    assert {v.rule for v in report.violations} == {"attendee-index"}, report.to_json()

@@ -21,10 +21,21 @@ from typing import Any
 
 import pytest
 
-from chalicelib import booking
+from chalicelib import booking, organiser
 from chalicelib.audit import audit_event
-from chalicelib.errors import AlreadyHoldsPlace, DailyLimitReached, WaitingListFull
-from chalicelib.models import Status
+from chalicelib.errors import (
+    AlreadyHoldsPlace,
+    CapacityBelowBooked,
+    CapBelowWaiting,
+    DailyLimitReached,
+    EventCancelled,
+    InvalidWindow,
+    NotOnSale,
+    SalesClosed,
+    WaitingListFull,
+)
+from chalicelib.identity.access import Caller
+from chalicelib.models import EventChange, Status
 from chalicelib.storage import TicketStore
 from chalicelib.storage import conditions as condition_parts
 from chalicelib.storage.schema import sequence_key
@@ -223,6 +234,150 @@ def an_organiser_creates_at_most_the_daily_cap(
         booking.create_event(store, "One too many", 1, owner_id=organiser)
 
 
+# -- the organiser's controls -------------------------------------------------------------------
+
+THE_ORGANISER = Caller(subject=ORGANISER_ID, email="organiser@example.com", is_organiser=True)
+NOON = 1_800_000_000_000  # a fixed "now" for the window scenarios (Unix ms)
+
+
+def nothing_changes_after_the_event_is_cancelled(store: TicketStore, _: pytest.MonkeyPatch) -> None:
+    event_id = new_event(store, 1)
+    booking.book_ticket(store, event_id, "holder@example.com")
+    booking.book_ticket(store, event_id, "w@example.com")
+    store.cancel_event(event_id)
+    for act in (
+        lambda: booking.book_ticket(store, event_id, "new@example.com"),
+        lambda: booking.cancel_booking(store, event_id, "holder@example.com"),
+        lambda: booking.cancel_booking(store, event_id, "w@example.com"),
+    ):
+        with pytest.raises(EventCancelled):
+            act()
+    assert_clean(store, event_id)
+
+
+def windowed_event(store: TicketStore, opens: int | None, closes: int | None) -> int:
+    booking.sold_out_hints = booking.SoldOutHints()
+    return booking.create_event(
+        store, "Windowed", 1, owner_id=ORGANISER_ID, sales_window=(opens, closes)
+    ).event_id
+
+
+def nobody_books_before_the_window_opens(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event_id = windowed_event(store, NOON, None)
+    monkeypatch.setattr(booking, "now_ms", lambda: NOON - 1)
+    with pytest.raises(NotOnSale):
+        booking.book_ticket(store, event_id, "early@example.com")
+
+
+def a_booking_at_the_closing_moment_is_refused(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's own time is passed in: at the deadline it is too late."""
+    event_id = windowed_event(store, None, NOON)
+    monkeypatch.setattr(booking, "now_ms", lambda: NOON)
+    with pytest.raises(SalesClosed):
+        booking.book_ticket(store, event_id, "late@example.com")
+
+
+def nobody_books_while_the_organiser_has_closed_sales(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    event_id = new_event(store, 2)
+    booking.book_ticket(store, event_id, "a@example.com")  # this instance read it on sale
+    organiser.close_sales(store, THE_ORGANISER, event_id)
+    with pytest.raises(SalesClosed):
+        booking.book_ticket(store, event_id, "b@example.com")
+
+
+def two_raises_at_once_add_the_tickets_once(store: TicketStore, _: pytest.MonkeyPatch) -> None:
+    event_id = new_event(store, 2)
+    to_five = EventChange(total_tickets=5)
+    with after_first_call(
+        store, "get_event", lambda: organiser.change_event(store, THE_ORGANISER, event_id, to_five)
+    ):
+        organiser.change_event(store, THE_ORGANISER, event_id, to_five)
+    assert store.get_event(event_id).total_tickets == 5  # type: ignore[union-attr]
+    assert_clean(store, event_id)
+
+
+def lowering_capacity_keeps_a_ticket_booked_meanwhile(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    event_id = new_event(store, 3)
+    booking.book_ticket(store, event_id, "a@example.com")
+
+    def two_more_book() -> None:
+        booking.book_ticket(store, event_id, "b@example.com")
+        booking.book_ticket(store, event_id, "c@example.com")
+
+    with after_first_call(store, "get_event", two_more_book), pytest.raises(CapacityBelowBooked):
+        organiser.change_event(store, THE_ORGANISER, event_id, EventChange(total_tickets=2))
+    assert_clean(store, event_id)
+
+
+def a_raise_racing_a_join_serves_the_newcomer_first(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    event_id = new_event(store, 1)
+    booking.book_ticket(store, event_id, "holder@example.com")
+    newcomer = "newcomer@example.com"
+    with after_first_call(
+        store, "get_event", lambda: booking.book_ticket(store, event_id, newcomer)
+    ):
+        organiser.change_event(store, THE_ORGANISER, event_id, EventChange(total_tickets=3))
+    assert standing(store, event_id, newcomer) == (Status.BOOKED, None)
+    assert_clean(store, event_id)
+
+
+def a_cap_racing_a_join_never_ends_below_the_list(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    event_id = new_event(store, 1)
+    for email in ("holder@example.com", "w1@example.com"):
+        booking.book_ticket(store, event_id, email)
+    with (
+        after_first_call(
+            store, "get_event", lambda: booking.book_ticket(store, event_id, "w2@example.com")
+        ),
+        pytest.raises(CapBelowWaiting),
+    ):
+        organiser.change_event(store, THE_ORGANISER, event_id, EventChange(waiting_list_cap=1))
+    assert_clean(store, event_id)
+
+
+def two_window_changes_at_once_never_make_an_empty_window(
+    store: TicketStore, _: pytest.MonkeyPatch
+) -> None:
+    """Each bound is valid against what its change read; together they are not."""
+    event_id = new_event(store, 1)
+    opens_later = EventChange(sales_open_at=NOON + 1)
+    with (
+        after_first_call(
+            store,
+            "get_event",
+            lambda: organiser.change_event(store, THE_ORGANISER, event_id, opens_later),
+        ),
+        pytest.raises(InvalidWindow),
+    ):
+        organiser.change_event(store, THE_ORGANISER, event_id, EventChange(sales_close_at=NOON))
+    event = store.get_event(event_id)
+    assert event is not None and event.sales_close_at is None
+
+
+def two_sweeps_at_once_release_each_place_once(store: TicketStore, _: pytest.MonkeyPatch) -> None:
+    event_id = new_event(store, 2)
+    for email in ("a@example.com", "b@example.com", "w@example.com"):
+        booking.book_ticket(store, event_id, email)
+    store.cancel_event(event_id)
+    with after_first_call(
+        store, "places_after", lambda: organiser.release_places(store, event_id, 1)
+    ):
+        organiser.release_places(store, event_id, 1)
+    assert_clean(store, event_id)
+
+
 SCENARIOS: list[Scenario] = [
     same_email_twice_holds_one_place,
     the_last_ticket_is_sold_once,
@@ -235,6 +390,16 @@ SCENARIOS: list[Scenario] = [
     a_lagging_id_sequence_never_overwrites_an_event,
     a_full_waiting_list_refuses_the_next_person,
     an_organiser_creates_at_most_the_daily_cap,
+    nothing_changes_after_the_event_is_cancelled,
+    nobody_books_before_the_window_opens,
+    a_booking_at_the_closing_moment_is_refused,
+    nobody_books_while_the_organiser_has_closed_sales,
+    two_raises_at_once_add_the_tickets_once,
+    lowering_capacity_keeps_a_ticket_booked_meanwhile,
+    a_raise_racing_a_join_serves_the_newcomer_first,
+    a_cap_racing_a_join_never_ends_below_the_list,
+    two_window_changes_at_once_never_make_an_empty_window,
+    two_sweeps_at_once_release_each_place_once,
 ]
 
 WEAKENINGS = [

@@ -330,15 +330,15 @@ def test_a_pause_inside_the_standing_read_changes_nothing(
 
 def standing_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pause between a standing's first read (the place) and its snapshot."""
-    original = TicketStore.get_place
+    original = TicketStore.place_and_event
 
-    def slow_get_place(self: TicketStore, event_id: int, email: str) -> Any:
-        place = original(self, event_id, email)
+    def slow_first_read(self: TicketStore, event_id: int, email: str) -> Any:
+        place, event = original(self, event_id, email)
         if place is not None and place.wait_key is not None:
             time.sleep(0.1)
-        return place
+        return place, event
 
-    monkeypatch.setattr(TicketStore, "get_place", slow_get_place)
+    monkeypatch.setattr(TicketStore, "place_and_event", slow_first_read)
 
 
 def standing_reads_apart(monkeypatch: pytest.MonkeyPatch) -> None:

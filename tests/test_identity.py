@@ -89,6 +89,8 @@ def send(api: Api, method: str, path: str, token: str | None, body: Any = None) 
     path = path.replace("{eventId}", "1")
     if method == "post":
         return api.post(path, body if body is not None else {"eventId": 1}, token=token)
+    if method == "patch":
+        return api.patch(path, body if body is not None else {"name": "Renamed"}, token=token)
     return api.get(path, token=token)
 
 

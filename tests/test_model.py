@@ -30,8 +30,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from chalicelib import booking
+from chalicelib import booking, models, organiser
 from chalicelib.audit import audit_events
+from chalicelib.clock import iso_from_ms
 from chalicelib.storage import TicketStore
 from tests.conftest import Api, local_only
 
@@ -55,10 +56,24 @@ class ModelEvent:
     booked: set[str] = field(default_factory=set)
     waiting: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)  # email -> Idempotency-Key of its place
+    opens: int | None = None  # the sales window, Unix ms
+    closes: int | None = None
+    closed: bool = False  # closed now by the organiser
+    cancelled: bool = False
+    released: set[str] = field(default_factory=set)  # who held a place when it was cancelled
 
     @property
     def available(self) -> int:
         return self.total - len(self.booked)
+
+    def state(self, now: int) -> str:
+        if self.cancelled:
+            return "CANCELLED"
+        if self.closed or (self.closes is not None and now >= self.closes):
+            return "SALES_CLOSED"
+        if self.opens is not None and now < self.opens:
+            return "NOT_ON_SALE_YET"
+        return "ON_SALE"
 
 
 class BookingModel:
@@ -66,6 +81,7 @@ class BookingModel:
 
     def __init__(self) -> None:
         self.events: dict[int, ModelEvent] = {}
+        self.now = 0  # the sales clock, Unix ms (the machine moves it)
 
     def create(self, event_id: int, total: int) -> None:
         self.events[event_id] = ModelEvent(total)
@@ -74,9 +90,13 @@ class BookingModel:
         event = self.events.get(event_id)
         if event is None:
             return 404, {}
+        if event.cancelled:
+            return 409, {}
         if email in event.booked or email in event.waiting:
             if key is not None and event.keys.get(email) == key:
                 return self._replay(event, email)
+            return 409, {}
+        if event.state(self.now) != "ON_SALE":
             return 409, {}
         event.keys.pop(email, None)
         if key is not None:
@@ -97,6 +117,8 @@ class BookingModel:
         event = self.events.get(event_id)
         if event is None:
             return 404, {}
+        if event.cancelled:
+            return 409, {}
         if email in event.booked:
             event.booked.remove(email)
             event.keys.pop(email, None)
@@ -114,6 +136,8 @@ class BookingModel:
         event = self.events.get(event_id)
         if event is None:
             return 404, {}
+        if email in event.released:
+            return 200, {"status": "RELEASED", "position": None}
         if email in event.booked:
             return 200, {"status": "BOOKED", "position": None}
         if email in event.waiting:
@@ -129,6 +153,60 @@ class BookingModel:
             "availableTickets": event.available,
             "bookedTickets": len(event.booked),
             "waitingListCount": len(event.waiting),
+            "state": event.state(self.now),
+        }
+
+    # -- the organiser's controls (the caller is the event's organiser) --
+
+    def change(
+        self,
+        event_id: int,
+        total: int | None,
+        window: dict[str, int | None],
+    ) -> tuple[int, dict[str, Any]]:
+        event = self.events[event_id]
+        if event.cancelled:
+            return 409, {}
+        opens = window.get("salesOpenAt", event.opens)
+        closes = window.get("salesCloseAt", event.closes)
+        if opens is not None and closes is not None and closes <= opens:
+            return 422, {}
+        new_total = event.total if total is None else total
+        if new_total < len(event.booked):
+            return 409, {}
+        for _ in range(min(max(0, new_total - event.total), len(event.waiting))):
+            event.booked.add(event.waiting.pop(0))
+        event.total, event.opens, event.closes = new_total, opens, closes
+        return self.status(event_id)
+
+    def close(self, event_id: int) -> tuple[int, dict[str, Any]]:
+        event = self.events[event_id]
+        if event.cancelled:
+            return 409, {}
+        event.closed = True
+        return self.status(event_id)
+
+    def reopen(self, event_id: int) -> tuple[int, dict[str, Any]]:
+        event = self.events[event_id]
+        if event.cancelled:
+            return 409, {}
+        event.closed = False
+        if event.closes is not None and event.closes <= self.now:
+            event.closes = None
+        if event.opens is not None and event.opens > self.now:
+            event.opens = None
+        return self.status(event_id)
+
+    def cancel_event(self, event_id: int) -> tuple[int, dict[str, Any]]:
+        event = self.events[event_id]
+        if not event.cancelled:
+            event.cancelled = True
+            event.released = set(event.booked) | set(event.waiting)
+        status, body = self.status(event_id)
+        places = len(event.released)
+        return status, {
+            **body,
+            "release": {"placesReleased": places, "placesToRelease": places, "complete": True},
         }
 
 
@@ -142,6 +220,10 @@ def assert_matches(reply: Any, expected: tuple[int, dict[str, Any]], what: str) 
     if status >= 400:
         assert set(reply.body) == {"Code", "Message"}, reply.body
 
+
+#: When the histories' sales clock starts (Unix ms), and where window bounds fall from it.
+SALES_START = 1_800_000_000_000
+WINDOW_OFFSETS = [-120 * 60_000, -1, 0, 1, 30 * 60_000, 90 * 60_000]
 
 #: Ids no event will ever have in the test's table.
 UNKNOWN_EVENT_IDS = st.integers(min_value=10**15, max_value=10**15 + 5)
@@ -158,11 +240,15 @@ class BookingMachine(RuleBasedStateMachine):
     #: The wait-key clock (ms), moved only by ``time_passes``: so keys land in
     #: different nodes at every level of the position index, not only in one leaf.
     wait_clock: ClassVar[list[int]] = [1]
+    #: The wall clock the sales window is judged by (Unix ms), moved by ``sales_time_passes``.
+    sales_clock: ClassVar[list[int]] = [SALES_START]
 
     def __init__(self) -> None:
         super().__init__()
         self.wait_clock[0] = 1
+        self.sales_clock[0] = SALES_START
         self.model = BookingModel()
+        self.model.now = SALES_START
         self.last_event_id: int | None = None
         self.owners: dict[int, str] = {}
 
@@ -201,6 +287,16 @@ class BookingMachine(RuleBasedStateMachine):
         if reply.status in (201, 202) and key:
             return (event_id, email, key)
         return multiple()
+
+    @rule(event_id=events)
+    def rush(self, event_id: int) -> None:
+        """Everyone books at once (one after another here): waiting lists, often."""
+        for name in PEOPLE:
+            email = f"{name}@example.com"
+            reply = self.api.book(event_id, email)
+            assert_matches(reply, self.model.book(event_id, email, None), f"rush {email}")
+            self.wait_clock[0] += 1
+        self.check_event(event_id)
 
     @rule(
         ms=st.sampled_from([1, 127, 128, 2**14 - 1, 2**14, 2**21, 2**28, 2**35])
@@ -278,6 +374,87 @@ class BookingMachine(RuleBasedStateMachine):
         assert reply.body["Code"] == "NotFoundError"
         assert self.api.get(f"/status/{event_id}").status == 404
 
+    # -- the organiser's controls --
+
+    def control(self, event_id: int, path: str, body: Any, method: str = "post") -> Any:
+        token = self.api.token(self.owners[event_id], organiser=True)
+        return self.api.send(method, f"/events/{event_id}{path}", body, token=token)
+
+    @rule(
+        event_id=events,
+        action=st.sampled_from(["raise", "capacity", "window", "close", "reopen", "cancel"]),
+        total=st.integers(min_value=1, max_value=6),
+        extra=st.integers(min_value=1, max_value=4),
+        opens=st.none() | st.sampled_from(WINDOW_OFFSETS),
+        closes=st.none() | st.sampled_from(WINDOW_OFFSETS),
+        which=st.sampled_from(["both", "salesOpenAt", "salesCloseAt"]),
+        by_the_organiser=st.booleans() | st.just(True),
+    )
+    def organiser_acts(
+        self,
+        event_id: int,
+        action: str,
+        total: int,
+        extra: int,
+        opens: int | None,
+        closes: int | None,
+        which: str,
+        by_the_organiser: bool,
+    ) -> None:
+        """One control (one rule for all, so that bookings keep their share of the steps)."""
+        owner = self.owners[event_id]
+        caller = owner if by_the_organiser else next(o for o in ORGANISERS if o != owner)
+        token = self.api.token(caller, organiser=True)
+        path, body, method = f"/events/{event_id}", None, "post"
+        if action in ("raise", "capacity"):
+            if action == "raise":  # from the current total: most often with people waiting
+                total = self.model.events[event_id].total + extra
+            body, method = {"totalTickets": total}, "patch"
+            expected = lambda: self.model.change(event_id, total, {})  # noqa: E731
+        elif action == "window":
+            now = self.sales_clock[0]
+            bounds = {
+                "salesOpenAt": None if opens is None else now + opens,
+                "salesCloseAt": None if closes is None else now + closes,
+            }
+            if which != "both":
+                bounds = {which: bounds[which]}
+            body = {name: None if ms is None else iso_from_ms(ms) for name, ms in bounds.items()}
+            method = "patch"
+            expected = lambda: self.model.change(event_id, None, bounds)  # noqa: E731
+        else:
+            path += f"/{action}"
+            expected = {
+                "close": lambda: self.model.close(event_id),
+                "reopen": lambda: self.model.reopen(event_id),
+                "cancel": lambda: self.model.cancel_event(event_id),
+            }[action]
+        reply = self.api.send(method, path, body, token=token)
+        if by_the_organiser:
+            assert_matches(reply, expected(), f"{action} {body}")
+        else:
+            assert (reply.status, reply.body["Code"]) == (403, "ForbiddenError"), reply
+        self.check_event(event_id)
+
+    @rule(event_id=events, extra=st.integers(min_value=1, max_value=4))
+    def raise_capacity(self, event_id: int, extra: int) -> None:
+        """Raising capacity, the control with the most to get wrong, has a rule of its own:
+        the new tickets go to the waiting list first, in order, then to the pool."""
+        total = self.model.events[event_id].total + extra
+        reply = self.api.send(
+            "patch",
+            f"/events/{event_id}",
+            {"totalTickets": total},
+            token=self.api.token(self.owners[event_id], organiser=True),
+        )
+        assert_matches(reply, self.model.change(event_id, total, {}), f"raise to {total}")
+        self.check_event(event_id)
+
+    @rule(minutes=st.sampled_from([1, 30, 60, 120]))
+    def sales_time_passes(self, minutes: int) -> None:
+        self.sales_clock[0] += minutes * 60_000
+        self.model.now = self.sales_clock[0]
+
     def teardown(self) -> None:
         report = audit_events(self.store, list(self.model.events))
         assert report.clean, report.to_json()
@@ -289,13 +466,17 @@ def test_service_agrees_with_the_model_on_random_histories(
     api: Api, store: TicketStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(booking, "wait_key_now", lambda: BookingMachine.wait_clock[0])
+    for module in (booking, models, organiser):
+        monkeypatch.setattr(module, "now_ms", lambda: BookingMachine.sales_clock[0])
+    # Raises of more than two promotions run in several transactions.
+    monkeypatch.setattr(organiser, "PROMOTIONS_PER_TRANSACTION", 2)
     BookingMachine.api = api
     BookingMachine.store = store
     run_state_machine_as_test(
         BookingMachine,
         settings=settings(
             max_examples=int(os.environ.get("MODEL_EXAMPLES", "300")),
-            stateful_step_count=15,
+            stateful_step_count=25,
             deadline=None,
             print_blob=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -240,10 +240,18 @@ def test_book_and_cancel_survive_hostile_bodies(
 @HOSTILE
 @given(
     template=st.sampled_from(
-        ["/status/{eventId}", "/events/{eventId}", "/events/{eventId}/standing"]
+        [
+            "/status/{eventId}",
+            "/events/{eventId}",
+            "/events/{eventId}/standing",
+            "/events/{eventId}/attendees",
+            "/events/{eventId}/waiting-list",
+        ]
     ),
     segment=path_segments(),
-    query=st.dictionaries(st.sampled_from(["userEmail", "limit", "x"]), QUERY_VALUES, max_size=2),
+    query=st.dictionaries(
+        st.sampled_from(["userEmail", "limit", "cursor", "x"]), QUERY_VALUES, max_size=2
+    ),
 )
 def test_reads_survive_hostile_paths_and_queries(
     seeded: Api, store: TicketStore, template: str, segment: str, query: dict[str, str]
@@ -255,10 +263,11 @@ def test_reads_survive_hostile_paths_and_queries(
 
 
 @local_only
+@pytest.mark.parametrize("path", ["/events", "/organisers/me/events"])
 @HOSTILE
 @given(query=st.dictionaries(st.sampled_from(["limit", "cursor", "x"]), QUERY_VALUES, max_size=3))
-def test_event_listing_survives_hostile_queries(
-    seeded: Api, store: TicketStore, query: dict[str, str]
+def test_event_listings_survive_hostile_queries(
+    seeded: Api, store: TicketStore, path: str, query: dict[str, str]
 ) -> None:
-    url = "/events" + ("?" + urlencode(query) if query else "")
-    check_answer(seeded, store, "/events", "get", lambda: seeded.get(url))
+    url = path + ("?" + urlencode(query) if query else "")
+    check_answer(seeded, store, path, "get", lambda: seeded.get(url))

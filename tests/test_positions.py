@@ -56,15 +56,15 @@ def test_standing_racing_a_promotion_reads_one_moment(
     api.book(event_id, "holder@example.com")
     api.book(event_id, "waiter@example.com")
     store = ticket_store()
-    read_place = store.get_place
+    read_place = store.place_and_event
 
     def place_then_a_promotion(event: int, email: str) -> object:
-        place = read_place(event, email)
-        monkeypatch.setattr(store, "get_place", read_place)
+        found = read_place(event, email)
+        monkeypatch.setattr(store, "place_and_event", read_place)
         booking.cancel_booking(store, event, "holder@example.com")
-        return place
+        return found
 
-    monkeypatch.setattr(store, "get_place", place_then_a_promotion)
+    monkeypatch.setattr(store, "place_and_event", place_then_a_promotion)
     reply = api.standing(event_id, "waiter@example.com")
     assert reply.body["status"] == "BOOKED", reply.body
     assert reply.body["position"] is None

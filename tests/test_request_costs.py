@@ -2,8 +2,9 @@
 
 The floor (see docs/data-model.md): a booking is one transaction; joining the
 waiting list is one transaction plus one snapshot read (``TransactGetItems``)
-that gives the position; a waiting person's standing reads the place, then the
-snapshot; a cancellation reads the head of the waiting list and commits one
+that gives the position; a standing reads the place with its event (one
+``TransactGetItems``: a place in a cancelled event reads RELEASED), and a waiting
+person's then the snapshot; a cancellation reads the head of the waiting list and commits one
 transaction. None of these grows with the list (``tests/test_waitlist_scale.py``).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from chalicelib import booking
 from chalicelib.audit import audit_event
 from chalicelib.storage import TicketStore, ticket_store
 from devtools.harness import RequestMeter
-from tests.conftest import Api
+from tests.conftest import Api, local_only
 
 
 @pytest.fixture
@@ -52,11 +54,13 @@ def test_each_operation_makes_the_fewest_requests_the_design_allows(
         "TransactGetItems": 1,
     }
     assert measured(requests_made, lambda: api.standing(event_id, "d@example.com")) == {
-        "GetItem": 1,
-        "TransactGetItems": 1,
+        "TransactGetItems": 2
     }
     assert measured(requests_made, lambda: api.standing(event_id, "a@example.com")) == {
-        "GetItem": 1
+        "TransactGetItems": 1
+    }
+    assert measured(requests_made, lambda: api.standing(event_id, "x@example.com")) == {
+        "TransactGetItems": 1
     }
     # Cancelling with a promotion (a: c is promoted), leaving the list (d), and
     # returning a ticket to the pool (b): each reads the front of the list once
@@ -67,6 +71,49 @@ def test_each_operation_makes_the_fewest_requests_the_design_allows(
             "TransactWriteItems": 1,
         }, email
     assert api.status_of(event_id)["availableTickets"] == 1
+
+
+@local_only
+def test_only_ticket_writes_touch_the_attendee_index(api: Api) -> None:
+    """The attendee list (``EventsByNewest``, ``ATTENDEES#<id>``) costs a booking no
+    request, only one index entry; waiting-list joins and leaves never write it.
+
+    The units are DynamoDB Local's own accounting of index writes inside a
+    transaction (2 per entry written or deleted); docs/data-model.md gives AWS's.
+    """
+    client = ticket_store().client
+    index_units: list[dict[str, float]] = []
+
+    def ask(params: dict[str, Any], **_: Any) -> None:
+        params["ReturnConsumedCapacity"] = "INDEXES"
+
+    def note(parsed: dict[str, Any], **_: Any) -> None:
+        if "ConsumedCapacity" not in parsed:
+            return  # a refused attempt (the first booking of a sold-out event): not counted
+        [consumed] = parsed["ConsumedCapacity"]
+        indexes = {**consumed.get("GlobalSecondaryIndexes", {})}
+        indexes |= consumed.get("LocalSecondaryIndexes", {})
+        index_units.append({name: i["CapacityUnits"] for name, i in indexes.items()})
+
+    client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", ask)
+    client.meta.events.register("after-call.dynamodb.TransactWriteItems", note)
+    event_id = api.create_event(1)
+
+    def units(call: Callable[[], object]) -> dict[str, float]:
+        index_units.clear()
+        call()
+        return index_units[-1]
+
+    assert units(lambda: api.book(event_id, "a@example.com")) == {"EventsByNewest": 2.0}
+    assert units(lambda: api.book(event_id, "b@example.com")) == {"WaitingList": 2.0}
+    api.book(event_id, "c@example.com")
+    # a's entry deleted, b's put: b's ticket is listed from its promotion on.
+    assert units(lambda: api.cancel(event_id, "a@example.com")) == {
+        "EventsByNewest": 4.0,
+        "WaitingList": 2.0,
+    }
+    assert units(lambda: api.cancel(event_id, "c@example.com")) == {"WaitingList": 2.0}
+    assert units(lambda: api.cancel(event_id, "b@example.com")) == {"EventsByNewest": 2.0}
 
 
 def test_a_stale_sold_out_hint_still_books_a_freed_ticket(api: Api) -> None:

@@ -10,6 +10,9 @@ item as read, it lists what is wrong.
 Checked as each item is read (folded into counters):
   * a place's status is BOOKED or WAITLISTED (``status``, first few kept as examples);
   * a waiting place has a ``waitKey``, a booked one has none (``waiting-key``);
+  * a booked place is listed in its event's attendee list (``GSI1PK`` =
+    ``ATTENDEES#<id>`` and a ``GSI1SK`` booking key), a waiting one carries
+    neither attribute (``attendee-index``);
   * a place stored under an email that is not normalised is noted (at most
     ``MAX_UNNORMALISED``): it may be a second place of one person;
   * in ``waitKey`` order (the ``WaitingList`` index), two neighbours never
@@ -137,12 +140,16 @@ class PlaceRules(RuleGroup):
     malformed_examples: list[str] = field(default_factory=list)
     waiting_without_key: int = 0
     booked_with_key: int = 0
+    booked_unlisted: int = 0
+    waiting_listed: int = 0
     min_wait_key: int | None = None
     max_wait_key: int | None = None
     max_promoted_from: int | None = None
     #: Normalised forms of emails stored un-normalised; beyond the cap, only counted.
     unnormalised: list[str] = field(default_factory=list)
     unnormalised_unchecked: int = 0
+    #: Places marked released by a cancelled event's sweep.
+    released: int = 0
 
     def observe(self, item: Item) -> None:
         try:
@@ -157,10 +164,13 @@ class PlaceRules(RuleGroup):
                 self.malformed_examples.append(example)
             return
         self._note_email(place.email)
+        if place.released_at is not None:
+            self.released += 1
         if place.status == Status.BOOKED:
             self._note_booked(place)
         else:
             self._note_waiting(place)
+            self.waiting_listed += items.in_attendee_index(item)
 
     def _note_email(self, email: str) -> None:
         if email == normalised(email):
@@ -174,6 +184,8 @@ class PlaceRules(RuleGroup):
         self.booked += 1
         if place.wait_key is not None:
             self.booked_with_key += 1
+        if place.booking_key is None:
+            self.booked_unlisted += 1
         if place.promoted_from_wait_key is not None:
             self.max_promoted_from = _max(self.max_promoted_from, place.promoted_from_wait_key)
 
@@ -191,7 +203,38 @@ class PlaceRules(RuleGroup):
             *self._counter_rules(event),
             *self._one_place_per_person(lookups),
             *self._order_rules(event),
+            *self._release_rules(event),
+            *self._attendee_index_rules(),
         ]
+
+    def _release_rules(self, event: Event) -> list[Finding]:
+        """Only a cancelled event's places are released, each counted once by its sweep."""
+        if event.released_count != self.released:
+            detail = f"counter {event.released_count} but {self.released} places marked released"
+            return [("released-count", detail)]
+        if self.released and not event.cancelled:
+            return [("released-while-on", f"{self.released} places released, event not cancelled")]
+        return []
+
+    def _attendee_index_rules(self) -> list[Finding]:
+        """Every ticket, and only a ticket, is in the attendee list (``EventsByNewest``)."""
+        found: list[Finding] = []
+        if self.booked_unlisted:
+            found.append(
+                (
+                    "attendee-index",
+                    f"{self.booked_unlisted} booked places are missing from the attendee list"
+                    " (no GSI1PK/GSI1SK under their own event)",
+                )
+            )
+        if self.waiting_listed:
+            found.append(
+                (
+                    "attendee-index",
+                    f"{self.waiting_listed} waiting places carry attendee-list keys",
+                )
+            )
+        return found
 
     def _malformed_details(self) -> list[str]:
         details = list(self.malformed_examples)

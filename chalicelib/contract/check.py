@@ -30,6 +30,7 @@ KEYWORDS = frozenset(
         "required",
         "properties",
         "additionalProperties",
+        "minProperties",
     }
 )
 #: What a failed pattern means, in words.
@@ -38,11 +39,16 @@ PATTERN_PROBLEMS = {
     schemas.NAME_PATTERN: "must contain a visible character and no control characters",
     schemas.EVENT_ID_DIGITS: "must be a positive integer of at most 18 digits",
     schemas.IDEMPOTENCY_KEY_PATTERN: "must be 1-100 letters, digits or . _ : -",
+    schemas.RFC3339_PATTERN: "must be an RFC 3339 date-time with an offset, such as"
+    " 2026-12-01T09:00:00Z",
+    schemas.LIST_CURSOR_DIGITS: "must be the nextCursor of a previous page of this list"
+    " (1 to 38 digits)",
 }
 _TYPE_PROBLEMS = {
     "string": "must be a string",
     "integer": "must be a whole number (a JSON integer)",
     "object": "must be a JSON object",
+    "null": "must be null",
 }
 #: Field names quoted back in messages are user input: kept short.
 _MAX_QUOTED_NAME = 40
@@ -74,6 +80,8 @@ def _has_type(value: Any, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "object":
         return isinstance(value, dict)
+    if kind == "null":
+        return value is None
     raise ValueError(f"check() knows no type {kind!r}")
 
 
@@ -120,6 +128,9 @@ def _check_object(schema: schemas.Schema, value: dict[str, Any], field: str) -> 
     for name in schema.get("required", []):
         if name not in value:
             raise InvalidRequest(name, "is required")
+    fewest = schema.get("minProperties")
+    if fewest is not None and len(value) < fewest:
+        raise InvalidRequest(field, f"must name at least one of: {', '.join(properties)}")
     for name, item in properties.items():
         if name in value:
             check(item, value[name], name)

@@ -90,15 +90,32 @@ def _parameter(parameter: Parameter) -> dict[str, Any]:
 
 
 def _answer(answer: Answer) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "description": answer.description,
-        "content": {"application/json": {"schema": _ref(answer.schema)}},
-    }
-    if answer.headers:
+    content: dict[str, Any] = {"application/json": {"schema": _ref(answer.schema)}}
+    if answer.csv_rows:
+        content["text/csv"] = {"schema": _csv(answer.csv_rows)}
+    spec: dict[str, Any] = {"description": answer.description, "content": content}
+    headers = {name: (schema, True) for name, schema in answer.headers.items()}
+    headers |= {name: (schema, False) for name, schema in answer.optional_headers.items()}
+    if headers:
         spec["headers"] = {
-            name: {"required": True, "schema": schema} for name, schema in answer.headers.items()
+            name: {"required": required, "schema": schema}
+            for name, (schema, required) in headers.items()
         }
     return spec
+
+
+def _csv(row_component: str) -> dict[str, Any]:
+    """A CSV answer: the JSON answer's entries, one line each, under a header row."""
+    columns = ",".join(schemas.COMPONENTS[row_component]["properties"])
+    return {
+        "type": "string",
+        "description": f"CSV (RFC 4180, CRLF line ends, UTF-8): the header row {columns},"
+        f" then one row per {row_component} of the JSON answer, in the same order. A text"
+        " cell that starts with = + - @ (or a tab or carriage return) gets a leading"
+        " apostrophe, so a spreadsheet never runs it as a formula. The next page's cursor"
+        f" is in the {schemas.NEXT_CURSOR_HEADER} header. Each answer is one page (no"
+        " streaming): follow the cursor for the rest",
+    }
 
 
 def _ref(component: str) -> dict[str, str]:

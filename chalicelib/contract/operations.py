@@ -29,6 +29,11 @@ class Answer:
     description: str
     schema: str  # a component name
     headers: dict[str, Schema] = field(default_factory=dict)
+    #: Headers sent only sometimes (the description says when).
+    optional_headers: dict[str, Schema] = field(default_factory=dict)
+    #: With ``Accept: text/csv``, the same entries as CSV: the component of one row
+    #: (its properties, in order, are the columns).
+    csv_rows: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,16 @@ ORGANISERS_ONLY = Answer(
     "Signed in, but not in the organisers group, or not this event's organiser", "Error"
 )
 
+LIMIT = Parameter("limit", "query", schemas.PAGE_SIZE, "entries per page")
+LIST_CURSOR = Parameter("cursor", "query", schemas.LIST_CURSOR)
+NEXT_CURSOR = {
+    schemas.NEXT_CURSOR_HEADER: {
+        **schemas.LIST_CURSOR,
+        "description": "sent when there is a next page (the same value as nextCursor):"
+        " pass it back as cursor. The way a CSV answer tells where to go on",
+    }
+}
+
 #: What any operation may answer, whatever it does.
 COMMON: dict[int, Answer] = {400: BAD_INPUT, 413: TOO_LARGE, 415: NOT_JSON, 503: BUSY}
 #: What each access level adds.
@@ -86,6 +101,49 @@ ACCESS_ANSWERS: dict[Access, dict[int, Answer]] = {
     Access.SIGNED_IN: {401: UNAUTHENTICATED, 403: FORBIDDEN_TO_OTHERS},
     Access.ORGANISER: {401: UNAUTHENTICATED, 403: ORGANISERS_ONLY},
 }
+
+EVENT_CANCELLED = Answer("The event was cancelled; it no longer changes", "Error")
+BAD_WINDOW = Answer(
+    "The sales window would close before it opens (with the stored bound, for a change)",
+    "Error",
+)
+
+
+def _organiser_control(path: str, operation_id: str, summary: str) -> Operation:
+    """``POST /events/{eventId}/<control>``: no body, the event as it is after the control."""
+    return Operation(
+        "post",
+        path,
+        operation_id,
+        summary,
+        Access.ORGANISER,
+        {
+            200: Answer("The event after the change", "Event"),
+            404: UNKNOWN_EVENT,
+            409: EVENT_CANCELLED,
+        },
+        parameters=(EVENT_ID_IN_PATH,),
+    )
+
+
+def _event_list(
+    name: str, operation_id: str, summary: str, description: str, page: str, row: str
+) -> Operation:
+    """``GET /events/{eventId}/<name>``: a page of an event's list for its organiser, as
+    JSON (the ``page`` component) or, on request, CSV (one line per ``row``)."""
+    return Operation(
+        "get",
+        f"/events/{{eventId}}/{name}",
+        operation_id,
+        summary,
+        Access.ORGANISER,
+        {
+            200: Answer(description, page, optional_headers=NEXT_CURSOR, csv_rows=row),
+            404: UNKNOWN_EVENT,
+        },
+        parameters=(EVENT_ID_IN_PATH, LIMIT, LIST_CURSOR),
+    )
+
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -101,6 +159,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 "Error",
                 RETRY_AFTER,
             ),
+            422: BAD_WINDOW,
         },
         body="NewEvent",
     ),
@@ -115,8 +174,9 @@ OPERATIONS: tuple[Operation, ...] = (
             202: Answer("Sold out: on the waiting list", "Booking"),
             404: UNKNOWN_EVENT,
             409: Answer(
-                "This person already holds a ticket or a waiting place, or the waiting list"
-                " is full",
+                "This person already holds a ticket or a waiting place, the waiting list"
+                " is full, the event is not on sale (not yet open, or closed; the message"
+                " gives the opening time), or it was cancelled",
                 "Error",
             ),
         },
@@ -139,6 +199,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             200: Answer("Cancelled", "Cancellation"),
             404: Answer("Unknown event, or no place held", "Error"),
+            409: EVENT_CANCELLED,
         },
         body="PlaceRequest",
     ),
@@ -173,6 +234,52 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(EVENT_ID_IN_PATH,),
     ),
     Operation(
+        "patch",
+        "/events/{eventId}",
+        "change_event",
+        "Change an event (its organiser): name, capacity, waiting-list cap, sales window."
+        " Raising capacity promotes the waiting list first, in arrival order",
+        Access.ORGANISER,
+        {
+            200: Answer("The event after the change", "Event"),
+            404: UNKNOWN_EVENT,
+            409: Answer(
+                "The event was cancelled, capacity would drop below the tickets booked, or"
+                " the waiting-list cap below the people waiting; the message says which",
+                "Error",
+            ),
+            422: BAD_WINDOW,
+        },
+        parameters=(EVENT_ID_IN_PATH,),
+        body="EventChange",
+    ),
+    _organiser_control(
+        "/events/{eventId}/close",
+        "close_sales",
+        "Close sales now (its organiser): bookings answer 409, cancellations still promote",
+    ),
+    _organiser_control(
+        "/events/{eventId}/reopen",
+        "reopen_sales",
+        "Sell again now (its organiser): lifts a close, and a window bound that keeps sales shut",
+    ),
+    Operation(
+        "post",
+        "/events/{eventId}/cancel",
+        "cancel_event",
+        "Cancel the event (its organiser): every place is released; the records stay",
+        Access.ORGANISER,
+        {
+            200: Answer("Cancelled, and every place released", "Event"),
+            202: Answer(
+                "Cancelled; places are still being released (see release): call again to continue",
+                "Event",
+            ),
+            404: UNKNOWN_EVENT,
+        },
+        parameters=(EVENT_ID_IN_PATH,),
+    ),
+    Operation(
         "get",
         "/events/{eventId}/standing",
         "standing",
@@ -193,6 +300,37 @@ OPERATIONS: tuple[Operation, ...] = (
         },
         parameters=(EVENT_ID_IN_PATH,),
         body="LookupRequest",
+    ),
+    _event_list(
+        "attendees",
+        "attendees",
+        "The event's ticket holders in booking order, a page at a time (its organiser only)."
+        " Accept: text/csv for CSV",
+        "A page of ticket holders, oldest booking first. Read from an index that may lag a"
+        " moment behind bookings; every entry is checked against its place",
+        "AttendeePage",
+        "Attendee",
+    ),
+    _event_list(
+        "waiting-list",
+        "waiting_list",
+        "The event's waiting list in arrival order with positions, a page at a time (its"
+        " organiser only). Accept: text/csv for CSV",
+        "A page of the waiting list as it stood at one moment while the page was read: the"
+        " people then waiting after the cursor, each with their exact position at that moment"
+        " (1 = next in line). Anyone promoted meanwhile is left off, so a page may be shorter"
+        " than limit; only nextCursor null ends the list",
+        "WaitingPage",
+        "WaitingEntry",
+    ),
+    Operation(
+        "get",
+        "/organisers/me/events",
+        "my_events",
+        "The caller's own events, newest first (organisers)",
+        Access.ORGANISER,
+        {200: Answer("A page of the caller's events", "EventPage")},
+        parameters=(LIMIT, Parameter("cursor", "query", schemas.CURSOR)),
     ),
     Operation(
         "get",

@@ -48,6 +48,20 @@ NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
 EVENT_ID_DIGITS = r"^[1-9][0-9]{0,17}$"
 IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9_.:-]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$"
 PAGE_SIZE_DIGITS = r"^[0-9]{1,3}$"
+#: RFC 3339 date-time with an explicit offset (``Z`` or ``+hh:mm``), seconds
+#: required, up to microseconds, years 2000-2099. Only real calendar dates match
+#: (30 days have September; February 29 in leap years), so a client that follows
+#: the pattern never meets a date the service refuses.
+_DAY = (
+    r"20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"|20[0-9]{2}-(0[13-9]|1[0-2])-(29|30)"
+    r"|20[0-9]{2}-(0[13578]|1[02])-31"
+    r"|20(0[48]|[2468][048]|[13579][26])-02-29"
+)
+RFC3339_PATTERN = (
+    rf"^({_DAY})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{{1,6}})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
 
 EVENT_ID_NUMBER: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_ID}
 EVENT_ID_STRING: Schema = {"type": "string", "pattern": EVENT_ID_DIGITS}
@@ -78,6 +92,19 @@ WAITING_LIST_CAP: Schema = {
     "description": "how many people may wait once sold out (default 10,000)",
 }
 IDEMPOTENCY_KEY: Schema = {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}
+SALES_TIME: Schema = {
+    "type": "string",
+    "maxLength": 32,
+    "pattern": RFC3339_PATTERN,
+    "description": "RFC 3339 with an offset, e.g. 2026-12-01T09:00:00Z",
+}
+_NO_BOUND: Schema = {"type": "null", "description": "null removes the bound"}
+#: A bound of the sales window in a change: a time, or null to remove it.
+SALES_BOUND: Schema = {
+    "oneOf": [SALES_TIME, _NO_BOUND],
+    "description": "an RFC 3339 date-time with an offset (e.g. 2026-12-01T09:00:00Z), or"
+    " null to remove the bound",
+}
 PAGE_SIZE: Schema = {
     "type": "integer",
     "minimum": 1,
@@ -91,6 +118,20 @@ CURSOR: Schema = {
     "pattern": EVENT_ID_DIGITS,
     "description": "nextCursor of the previous page: the next page lists the events below it",
 }
+#: Where the next page of an event's attendee or waiting list starts: a position in
+#: that list (a booking key or a wait key), never an item's key, so it cannot name
+#: another event or person: the list is always the one the path names. Any value the
+#: pattern allows is a valid position, so a client that follows the schema never
+#: gets a 400 (a position past the end gives an empty last page).
+LIST_CURSOR_DIGITS = r"^[1-9][0-9]{0,37}$"
+LIST_CURSOR: Schema = {
+    "type": "string",
+    "pattern": LIST_CURSOR_DIGITS,
+    "description": "nextCursor of the previous page of the same list (or its X-Next-Cursor"
+    " header): the next page lists the entries after that position",
+}
+#: The response header that carries the next page's cursor (CSV answers have no body field).
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
 
 
 def _object(required: list[str], properties: dict[str, Schema]) -> Schema:
@@ -106,8 +147,29 @@ def _object(required: list[str], properties: dict[str, Schema]) -> Schema:
 
 NEW_EVENT = _object(
     ["name", "totalTickets"],
-    {"name": NAME, "totalTickets": TOTAL_TICKETS, "waitingListCap": WAITING_LIST_CAP},
+    {
+        "name": NAME,
+        "totalTickets": TOTAL_TICKETS,
+        "waitingListCap": WAITING_LIST_CAP,
+        "salesOpenAt": SALES_TIME,
+        "salesCloseAt": SALES_TIME,
+    },
 )
+#: ``PATCH /events/{id}``: any of these, at least one. Raising ``totalTickets``
+#: hands the new tickets to the waiting list first; lowering stops at the number booked.
+EVENT_CHANGE = {
+    **_object(
+        [],
+        {
+            "name": NAME,
+            "totalTickets": TOTAL_TICKETS,
+            "waitingListCap": WAITING_LIST_CAP,
+            "salesOpenAt": SALES_BOUND,
+            "salesCloseAt": SALES_BOUND,
+        },
+    ),
+    "minProperties": 1,
+}
 #: ``userEmail`` may be left out (the caller's own, from the token); if given, it
 #: must be the caller's own, unless the caller is the event's organiser.
 PLACE_REQUEST = _object(["eventId"], {"eventId": EVENT_ID, "userEmail": EMAIL})
@@ -130,6 +192,7 @@ EVENT = _object(
         "bookedTickets",
         "waitingListCount",
         "createdAt",
+        "state",
     ],
     {
         "eventId": _ID,
@@ -140,6 +203,22 @@ EVENT = _object(
         "waitingListCount": {"type": "integer", "minimum": 0},
         "waitingListCap": {"type": "integer", "minimum": 1, "maximum": MAX_WAITING_LIST_CAP},
         "createdAt": {"type": "string", "format": "date-time"},
+        "state": {
+            "type": "string",
+            "enum": ["ON_SALE", "NOT_ON_SALE_YET", "SALES_CLOSED", "CANCELLED"],
+            "description": "whether a booking would be accepted now",
+        },
+        "salesOpenAt": {"type": "string", "format": "date-time"},
+        "salesCloseAt": {"type": "string", "format": "date-time"},
+        "cancelledAt": {"type": "string", "format": "date-time"},
+        "release": _object(
+            ["placesReleased", "placesToRelease", "complete"],
+            {
+                "placesReleased": {"type": "integer", "minimum": 0},
+                "placesToRelease": {"type": "integer", "minimum": 0},
+                "complete": {"type": "boolean"},
+            },
+        ),
     },
 )
 EVENT_PAGE = _object(
@@ -187,15 +266,60 @@ STANDING = _object(
     {
         "eventId": _ID,
         "userEmail": _NORMALISED_EMAIL,
-        "status": {"type": "string", "enum": ["BOOKED", "WAITLISTED", "NONE"]},
+        "status": {
+            "type": "string",
+            "enum": ["BOOKED", "WAITLISTED", "NONE", "RELEASED"],
+            "description": "RELEASED: the place was released because the organiser"
+            " cancelled the event",
+        },
         "position": {**_POSITION, "type": ["integer", "null"]},
     },
 )
+_TIME = {"type": "string", "format": "date-time"}
+ATTENDEE = _object(
+    ["userEmail", "status", "bookedAt", "promotedFromWaitingList"],
+    {
+        "userEmail": _NORMALISED_EMAIL,
+        "status": {"type": "string", "enum": ["BOOKED"]},
+        "bookedAt": {**_TIME, "description": "when the ticket was taken: booked, or promoted"},
+        "promotedFromWaitingList": {"type": "boolean"},
+    },
+)
+WAITING_ENTRY = _object(
+    ["position", "userEmail", "status", "joinedAt"],
+    {
+        "position": _POSITION,
+        "userEmail": _NORMALISED_EMAIL,
+        "status": {"type": "string", "enum": ["WAITLISTED"]},
+        "joinedAt": {**_TIME, "description": "when they joined the waiting list"},
+    },
+)
+
+
+def _event_list_page(name: str, row_component: str) -> Schema:
+    """A page of an event's list: the event, up to a page of rows, the next page's cursor."""
+    return _object(
+        ["eventId", name, "nextCursor"],
+        {
+            "eventId": _ID,
+            name: {
+                "type": "array",
+                "maxItems": MAX_PAGE_SIZE,
+                "items": {"$ref": f"#/components/schemas/{row_component}"},
+            },
+            "nextCursor": {**LIST_CURSOR, "type": ["string", "null"]},
+        },
+    )
+
+
+ATTENDEE_PAGE = _event_list_page("attendees", "Attendee")
+WAITING_PAGE = _event_list_page("waitingList", "WaitingEntry")
 
 #: The named schemas of the description's ``components``.
 COMPONENTS: dict[str, Schema] = {
     "Error": ERROR,
     "NewEvent": NEW_EVENT,
+    "EventChange": EVENT_CHANGE,
     "PlaceRequest": PLACE_REQUEST,
     "LookupRequest": LOOKUP_REQUEST,
     "Event": EVENT,
@@ -203,4 +327,8 @@ COMPONENTS: dict[str, Schema] = {
     "Booking": BOOKING,
     "Cancellation": CANCELLATION,
     "Standing": STANDING,
+    "Attendee": ATTENDEE,
+    "AttendeePage": ATTENDEE_PAGE,
+    "WaitingEntry": WAITING_ENTRY,
+    "WaitingPage": WAITING_PAGE,
 }

@@ -6,7 +6,8 @@ Three levels, declared per operation in ``chalicelib.contract.operations``:
 * ``SIGNED_IN``: any signed-in person with a verified email; they act for
   their own email only, taken from the token;
 * ``ORGANISER``: a signed-in member of the ``organisers`` group; they create
-  events (and own them), and act as box office for their own events only.
+  events (and own them), act as box office for their own events only, and
+  read their own events' attendee and waiting lists.
 
 No answer reveals whether *another* email holds a place, unless the caller is
 that event's organiser: a request may only name someone else's email as the
@@ -66,7 +67,12 @@ def speaks_for_self(caller: Caller, email: str | None) -> bool:
     return email is None or email == caller.email
 
 
-def require_owner(caller: Caller, owner_id: str | None, event_id: int) -> None:
-    """Box-office rights: only the event's own organiser acts for other people."""
+def require_owner(
+    caller: Caller, owner_id: str | None, event_id: int, to: str = "act for another email"
+) -> None:
+    """Organiser's rights (box office, the event's lists): only the event's own organiser.
+
+    ``to`` says what was refused, in the 403's message.
+    """
     if not caller.is_organiser or owner_id != caller.subject:
-        raise Forbidden(f"only the organiser of event {event_id} may act for another email")
+        raise Forbidden(f"only the organiser of event {event_id} may {to}")

@@ -57,12 +57,12 @@ class ConditionPart:
     constants: Values = field(default_factory=dict)
     parameter: str | None = None
 
-    def __call__(self, value: int | None = None) -> Condition:
+    def __call__(self, value: int | str | None = None) -> Condition:
         values = dict(self.constants)
         if self.parameter is not None:
             if value is None:
                 raise TypeError(f"condition {self.name} needs a value for {self.parameter}")
-            values[self.parameter] = {"N": str(value)}
+            values[self.parameter] = {"S": value} if isinstance(value, str) else {"N": str(value)}
         return Condition(self.expression, dict(self.names), values)
 
 
@@ -179,5 +179,109 @@ waits_with_key = _part(
         " cannot delete a ticket the person was promoted to, and a promotion cannot"
         " pick a person who left and joined again at the back (first in, first out)."
         " A separate status clause would add nothing",
+    )
+)
+
+# -- the organiser's controls: the sales window, capacity, settings, cancellation ----------
+
+not_cancelled = _part(
+    ConditionPart(
+        "not_cancelled",
+        "attribute_not_exists(cancelledAt)",
+        guards="no place changes once the organiser cancelled the event: no booking,"
+        " join, cancellation, leave or promotion slips in after the cancellation"
+        " froze the places for the release and the notifications",
+    )
+)
+
+sales_started = _part(
+    ConditionPart(
+        "sales_started",
+        "(attribute_not_exists(salesOpenAt) OR salesOpenAt <= :now)",
+        parameter=":now",
+        guards="nobody books or joins before the sales window opens; the time is the"
+        " request's, so a request racing the opening cannot slip in early",
+    )
+)
+
+sales_not_ended = _part(
+    ConditionPart(
+        "sales_not_ended",
+        "(attribute_not_exists(salesCloseAt) OR :now < salesCloseAt)",
+        loosened="(attribute_not_exists(salesCloseAt) OR :now <= salesCloseAt)",
+        parameter=":now",
+        guards="nobody books or joins once the sales window has closed (its end is"
+        " exclusive), even a request that read the event just before the deadline",
+    )
+)
+
+not_closed_now = _part(
+    ConditionPart(
+        "not_closed_now",
+        "attribute_not_exists(salesClosed)",
+        guards="nobody books or joins while the organiser has closed sales, even with"
+        " a sold-out hint or an event read before the close",
+    )
+)
+
+total_as_read = _part(
+    ConditionPart(
+        "total_as_read",
+        "totalTickets = :readTotal",
+        parameter=":readTotal",
+        guards="a capacity change adds or removes exactly the difference between the"
+        " total it read and the total asked for: two changes at once never both add",
+    )
+)
+
+keeps_booked = _part(
+    ConditionPart(
+        "keeps_booked",
+        "availableTickets >= :withdrawn",
+        parameter=":withdrawn",
+        guards="lowering capacity withdraws only free tickets, never one a booking took"
+        " after the change read the event (capacity never drops below the number booked)",
+    )
+)
+
+waiting_count_is = _part(
+    ConditionPart(
+        "waiting_count_is",
+        "waitingCount = :promotedNow",
+        parameter=":promotedNow",
+        guards="raising capacity puts tickets in the pool only when the promotions of the"
+        " same transaction empty the waiting list: nobody waits while a ticket is free,"
+        " even if someone joined after the raise read the list",
+    )
+)
+
+cap_holds_waiting = _part(
+    ConditionPart(
+        "cap_holds_waiting",
+        "waitingCount <= :newCap",
+        parameter=":newCap",
+        guards="a waiting-list cap is never set below the people already waiting, even"
+        " if some joined after the change read the event",
+    )
+)
+
+settings_as_read = _part(
+    ConditionPart(
+        "settings_as_read",
+        "(attribute_not_exists(settingsVersion) OR settingsVersion = :readVersion)",
+        parameter=":readVersion",
+        guards="a change of the organiser's settings was validated against the settings"
+        " it read (a window opens before it closes): two changes at once cannot combine"
+        " into settings neither would have accepted",
+    )
+)
+
+release_cursor_as_read = _part(
+    ConditionPart(
+        "release_cursor_as_read",
+        "releaseCursor = :readCursor",
+        parameter=":readCursor",
+        guards="after a cancellation, each place is released and counted once, even when"
+        " two requests work through the event at the same time",
     )
 )

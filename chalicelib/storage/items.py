@@ -55,12 +55,17 @@ def event_to_item(event: Event) -> Item:
         "waitingCount": number(event.waiting_list_count),
         "lastWaitKey": number(event.last_wait_key),
         "promotedCount": number(event.promoted_count),
+        "leftCount": number(event.left_count),
         "createdAt": string(event.created_at),
     }
     if event.owner_id is not None:
         item["ownerId"] = string(event.owner_id)
     if event.waiting_list_cap is not None:
         item["waitingListCap"] = number(event.waiting_list_cap)
+    if event.sales_open_at is not None:
+        item["salesOpenAt"] = number(event.sales_open_at)
+    if event.sales_close_at is not None:
+        item["salesCloseAt"] = number(event.sales_close_at)
     return item
 
 
@@ -78,14 +83,33 @@ def event_from_item(item: dict[str, Any]) -> Event:
         owner_id=data.get("ownerId"),
         waiting_list_cap=_int_or_none(data.get("waitingListCap")),
         promoted_count=int(data.get("promotedCount", 0)),
+        sales_open_at=_int_or_none(data.get("salesOpenAt")),
+        sales_close_at=_int_or_none(data.get("salesCloseAt")),
+        sales_closed=bool(data.get("salesClosed", False)),
+        cancelled_at=data.get("cancelledAt"),
+        released_count=int(data.get("releasedCount", 0)),
+        release_cursor=data.get("releaseCursor"),
+        settings_version=int(data.get("settingsVersion", 0)),
+        left_count=int(data.get("leftCount", 0)),
     )
+
+
+def owned_event_to_item(event: Event) -> Item:
+    """The organiser's listing of their event: keys only (the event item has the rest)."""
+    assert event.owner_id is not None, "only an owned event is listed"
+    return {**schema.owned_event_key(event.owner_id, event.event_id)}
+
+
+def owned_event_id_from_item(item: dict[str, Any]) -> int:
+    return schema.event_id_of_owned(item["SK"]["S"])
 
 
 # -- a person's place ---------------------------------------------------------------------
 
 
 def place_to_item(place: Place, now: str) -> Item:
-    """A new place taken at ``now``: a ticket, or a waiting entry with its ``waitKey``."""
+    """A new place taken at ``now``: a ticket (listed under its event's attendees by its
+    ``booking_key``), or a waiting entry with its ``waitKey``."""
     item: Item = {
         **schema.person_key(place.event_id, place.email),
         "status": string(place.status),
@@ -93,6 +117,8 @@ def place_to_item(place: Place, now: str) -> Item:
     }
     if place.status == Status.BOOKED:
         item["bookedAt"] = string(now)
+    if place.booking_key is not None:
+        item.update(attendee_index_keys(place.event_id, place.booking_key))
     if place.wait_key is not None:
         item["waitKey"] = number(place.wait_key)
     if place.request_key:
@@ -112,7 +138,38 @@ def place_from_item(item: dict[str, Any]) -> Place:
         wait_key=_int_or_none(data.get("waitKey")),
         request_key=data.get("requestKey"),
         promoted_from_wait_key=_int_or_none(data.get("promotedFromWaitKey")),
+        released_at=data.get("releasedAt"),
+        booking_key=_booking_key(data),
+        joined_at=data.get("joinedAt"),
+        booked_at=data.get("bookedAt"),
     )
+
+
+def attendee_index_keys(event_id: int, booking_key: int) -> Item:
+    """The attributes that list a ticket in its event's attendee list (``EventsByNewest``)."""
+    return {
+        "GSI1PK": string(schema.attendee_partition(event_id)),
+        "GSI1SK": number(booking_key),
+    }
+
+
+def in_attendee_index(item: dict[str, Any]) -> bool:
+    """Whether an item carries either attribute of an attendee-list entry (raw item)."""
+    return "GSI1PK" in item or "GSI1SK" in item
+
+
+def _booking_key(data: dict[str, Any]) -> int | None:
+    """The place's booking key, if it is listed under its own event's attendees."""
+    listed_under = data.get("GSI1PK")
+    key = data.get("GSI1SK")
+    if key is None or listed_under != schema.attendee_partition(schema.event_id_of(data["PK"])):
+        return None
+    return int(key)
+
+
+def attendee_entry_from_index_item(item: dict[str, Any]) -> tuple[str, int]:
+    """An ``EventsByNewest`` entry of an attendee list (keys only): the email and its key."""
+    return schema.email_of(item["SK"]["S"]), int(item["GSI1SK"]["N"])
 
 
 def waiting_place_from_index_item(item: dict[str, Any]) -> Place:

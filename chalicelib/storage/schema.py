@@ -10,9 +10,14 @@ event               ``EVENT#<id>``        ``EVENT``              status; the cou
                                                                  write of the event conditions on
 person's place      ``EVENT#<id>``        ``PERSON#<email>``     one place per email (condition
                                                                  ``place_is_new``); a person's
-                                                                 standing
+                                                                 standing; a ticket is also an
+                                                                 ``EventsByNewest`` entry under
+                                                                 ``ATTENDEES#<id>`` (below)
 events created by   ``ORGANISER#<sub>``   ``CREATED#<day>``      an organiser's daily cap on
 an organiser, a day                                              events (``under_daily_cap``)
+an organiser's      ``ORGANISER#<sub>``   ``EVENT#<id, 18        an organiser's own events,
+event                                     digits>``              newest first (written with the
+                                                                 event, in one transaction)
 position index      ``EVENT#<id>``        ``RANK#<level>#<n>``   a waiting person's position in
 node                                                             a fixed number of reads, at any
                                                                  list length (``ranks``)
@@ -25,9 +30,17 @@ carry ``waitKey``, so the index holds exactly the waiting list of each event,
 in FIFO order. An LSI (not a GSI) because promotion must read the head of the
 list with a strongly consistent read.
 
-``EventsByNewest`` (GSI: ``GSI1PK`` = ``EVENTS``, ``GSI1SK`` = event id N, keys
-only). Lists events newest first. Keys-only, so the counter updates on every
-booking never write to it.
+``EventsByNewest`` (GSI: ``GSI1PK`` + ``GSI1SK`` N, keys only) holds two kinds
+of list, each in its own index partition:
+
+* ``GSI1PK`` = ``EVENTS``, ``GSI1SK`` = event id: events newest first (the event
+  item). Keys-only, so the counter updates on every booking never write to it.
+* ``GSI1PK`` = ``ATTENDEES#<id>``, ``GSI1SK`` = the place's booking key (see
+  ``chalicelib.clock.booking_key``): an event's ticket holders in booking
+  order. Only a booked place carries these keys: booking sets them, a
+  promotion sets them, and cancelling deletes the place (and so its entry).
+  A GSI is eventually consistent: a list read from it is checked against the
+  places themselves (``TicketStore.places``).
 """
 
 from __future__ import annotations
@@ -50,7 +63,12 @@ SEQUENCE_PK = "SEQUENCE#EVENT"
 SEQUENCE_SK = "SEQUENCE"
 ORGANISER_PREFIX = "ORGANISER#"
 CREATED_PREFIX = "CREATED#"
+#: An organiser's listing of one of their events: ``EVENT#`` and the id in this many digits,
+#: so that sort-key order is id order (ids have at most 18 digits).
+OWNED_EVENT_PREFIX = "EVENT#"
+OWNED_EVENT_DIGITS = 18
 EVENT_LIST_PARTITION = "EVENTS"
+ATTENDEES_PREFIX = "ATTENDEES#"
 
 WAITING_LIST_INDEX = "WaitingList"
 EVENTS_BY_NEWEST_INDEX = "EventsByNewest"
@@ -127,7 +145,31 @@ def rank_node_key(event_id: int, node: NodeRef) -> Key:
 
 def organiser_day_key(owner_id: str, day: str) -> Key:
     """The counter of events ``owner_id`` created on ``day`` (YYYY-MM-DD, UTC)."""
-    return {"PK": {"S": ORGANISER_PREFIX + owner_id}, "SK": {"S": CREATED_PREFIX + day}}
+    return {"PK": {"S": owner_partition(owner_id)}, "SK": {"S": CREATED_PREFIX + day}}
+
+
+def owner_partition(owner_id: str) -> str:
+    """The partition of one organiser's items: their daily counters and their events."""
+    return ORGANISER_PREFIX + owner_id
+
+
+def owned_event_sort_key(event_id: int) -> str:
+    return f"{OWNED_EVENT_PREFIX}{event_id:0{OWNED_EVENT_DIGITS}d}"
+
+
+def owned_event_key(owner_id: str, event_id: int) -> Key:
+    """The item that lists ``event_id`` among ``owner_id``'s events."""
+    return {"PK": {"S": owner_partition(owner_id)}, "SK": {"S": owned_event_sort_key(event_id)}}
+
+
+def event_id_of_owned(sort_key: str) -> int:
+    """The inverse of ``owned_event_sort_key``."""
+    return int(sort_key.removeprefix(OWNED_EVENT_PREFIX))
+
+
+def attendee_partition(event_id: int) -> str:
+    """The ``EventsByNewest`` partition of an event's ticket holders, in booking order."""
+    return f"{ATTENDEES_PREFIX}{event_id}"
 
 
 def sequence_key() -> Key:

@@ -13,13 +13,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from chalicelib.clock import now_iso
+from chalicelib.clock import booking_key_now, now_iso
 from chalicelib.errors import ConditionFailed, Role, ServiceBusy
-from chalicelib.models import Event, Place
+from chalicelib.models import Event, EventChange, Place
 from chalicelib.retry import RetryPolicy
 from chalicelib.storage import items, ranks, schema, writes
 from chalicelib.storage.items import MalformedItem
@@ -50,6 +50,18 @@ class Snapshot:
         return ahead - self.event.promoted_count
 
 
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """The event and the position-index nodes on one key's path, read at one moment."""
+
+    event: Event | None
+    counts: dict[ranks.NodeRef, dict[int, int]]
+
+    def counted_up_to(self, key: int) -> int:
+        """Keys joined (and not left) at or before ``key``: the promoted ones included."""
+        return ranks.count_up_to(key, self.counts)
+
+
 @dataclass
 class EventPartition:
     """Every item of one event, read at once (tests and tools; the audit reads ``QueryPage``s).
@@ -61,6 +73,10 @@ class EventPartition:
     places: list[Place] = field(default_factory=list)
     malformed: list[str] = field(default_factory=list)
 
+
+#: A raw item, as the client returns it.
+Item = dict[str, Any]
+_Id = TypeVar("_Id", int, str)
 
 #: An exclusive start key (``LastEvaluatedKey``), in the client's AttributeValue JSON.
 StartKey = dict[str, Any]
@@ -116,8 +132,41 @@ class TicketStore:
         """Events newest first, starting below ``before_id``; also says whether more exist."""
         response = self.retry.run("Query", partial(self._events_by_newest, limit + 1, before_id))
         ids = [int(item["GSI1SK"]["N"]) for item in response["Items"]]
-        found = {event.event_id: event for event in self._batch_get_events(ids[:limit])}
-        return [found[i] for i in ids[:limit] if i in found], len(ids) > limit
+        return self._events_in_order(ids[:limit]), len(ids) > limit
+
+    def owned_events(
+        self, owner_id: str, limit: int, before_id: int | None
+    ) -> tuple[list[Event], bool]:
+        """``owner_id``'s events newest first, starting below ``before_id``; also says whether
+        more exist. One consistent ``Query`` of the organiser's own partition (its
+        ``EVENT#`` listing items, written with each event), then one ``BatchGetItem``."""
+        partition = items.string(schema.owner_partition(owner_id))
+        lowest = items.string(schema.OWNED_EVENT_PREFIX)
+        if before_id is None:
+            condition = "PK = :pk AND begins_with(SK, :lowest)"
+            values = {":pk": partition, ":lowest": lowest}
+        else:
+            # BETWEEN, not <: the organiser's CREATED#<day> counters sort before EVENT#.
+            condition = "PK = :pk AND SK BETWEEN :lowest AND :highest"
+            highest = items.string(schema.owned_event_sort_key(max(0, before_id - 1)))
+            values = {":pk": partition, ":lowest": lowest, ":highest": highest}
+        response = self._query(
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            Limit=limit + 1,
+        )
+        ids = [items.owned_event_id_from_item(item) for item in response["Items"]]
+        return self._events_in_order(ids[:limit]), len(ids) > limit
+
+    def _events_in_order(self, ids: list[int]) -> list[Event]:
+        """The events of ``ids`` in that order (one ``BatchGetItem``; a missing one left out)."""
+        found = {
+            event.event_id: event
+            for event in map(items.event_from_item, self._batch_get(schema.event_key, ids))
+        }
+        return [found[i] for i in ids if i in found]
 
     def newest_event_id(self) -> int:
         """The highest event id in the table (0 when empty)."""
@@ -149,42 +198,64 @@ class TicketStore:
             Limit=limit,
         )
 
-    def _batch_get_events(self, ids: list[int]) -> list[Event]:
-        keys: list[Any] = [schema.event_key(i) for i in ids]
-        events: list[Event] = []
-        for attempt in range(1, self.retry.max_attempts + 1):
-            if not keys:
-                return events
-            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
-            response = self.retry.run(
-                "BatchGetItem", partial(self.client.batch_get_item, RequestItems=request)
-            )
-            events += map(items.event_from_item, response["Responses"].get(self.table_name, []))
-            unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name)
-            keys = list(unprocessed["Keys"]) if unprocessed else []
-            if keys:
-                self.retry.back_off(attempt)
-        raise ServiceBusy("BatchGetItem: keys left unprocessed")
-
     # -- places ---------------------------------------------------------------------------
 
     def get_place(self, event_id: int, email: str) -> Place | None:
         item = self._get(schema.person_key(event_id, email))
         return items.place_from_item(item) if item else None
 
+    def places(self, event_id: int, emails: list[str]) -> dict[str, Place]:
+        """The places of ``emails`` (at most 100) as they are now, by email: one consistent
+        ``BatchGetItem`` (plus a retry of any keys DynamoDB leaves unprocessed). An
+        email that holds no place is absent from the answer."""
+        found = self._batch_get(partial(schema.person_key, event_id), emails)
+        return {place.email: place for place in map(items.place_from_item, found)}
+
+    def attendee_keys(self, event_id: int, after: int | None, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` entries of the event's attendee list after booking key ``after``,
+        in booking order: (email, booking key) from ``EventsByNewest`` (keys only).
+
+        A GSI is eventually consistent: an entry may be a moment behind its place
+        (a ticket just taken missing, one just cancelled still there). Callers
+        check entries against ``places``.
+        """
+        condition = "GSI1PK = :p"
+        values = {":p": items.string(schema.attendee_partition(event_id))}
+        if after is not None:
+            condition += " AND GSI1SK > :after"
+            values[":after"] = items.number(after)
+        response = self._query(
+            IndexName=schema.EVENTS_BY_NEWEST_INDEX,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            Limit=limit,
+        )
+        return [items.attendee_entry_from_index_item(item) for item in response["Items"]]
+
+    def waiting_range(self, event_id: int, after: int, up_to: int, limit: int) -> list[Place]:
+        """Up to ``limit`` waiting places with keys in ``after < waitKey <= up_to``, in order
+        (a strongly consistent ``Query`` of ``WaitingList``, keys only)."""
+        response = self._query(
+            IndexName=schema.WAITING_LIST_INDEX,
+            KeyConditionExpression="PK = :pk AND waitKey BETWEEN :low AND :high",
+            ExpressionAttributeValues={
+                ":pk": items.string(schema.event_partition(event_id)),
+                ":low": items.number(after + 1),
+                ":high": items.number(up_to),
+            },
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [items.waiting_place_from_index_item(item) for item in response["Items"]]
+
     def waitlist_heads(self, event_id: int, limit: int) -> list[Place]:
         """The first ``limit`` people on the waiting list, in order (strongly consistent)."""
-        response = self.retry.run(
-            "Query",
-            partial(
-                self.client.query,
-                TableName=self.table_name,
-                IndexName=schema.WAITING_LIST_INDEX,
-                KeyConditionExpression="PK = :pk",
-                ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
-                ConsistentRead=True,
-                Limit=limit,
-            ),
+        response = self._query(
+            IndexName=schema.WAITING_LIST_INDEX,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
+            ConsistentRead=True,
+            Limit=limit,
         )
         return [items.waiting_place_from_index_item(item) for item in response["Items"]]
 
@@ -195,27 +266,41 @@ class TicketStore:
         Reading them apart would let a promotion fall between the reads: the place
         would still say "waiting" while the counts already say "promoted".
         """
-        nodes = ranks.nodes_to_read(wait_key)
-        keys = [schema.person_key(event_id, email), schema.event_key(event_id)]
-        keys += [schema.rank_node_key(event_id, node) for node in nodes]
-        response = self.retry.run(
-            "TransactGetItems",
-            partial(
-                self.client.transact_get_items,
-                TransactItems=[{"Get": {"TableName": self.table_name, "Key": k}} for k in keys],
-            ),
+        [place_item], index = self._read_with_index(
+            event_id, wait_key, [schema.person_key(event_id, email)]
         )
-        found = [answer.get("Item") for answer in response["Responses"]]
-        place_item, event_item = found[0], found[1]
         return Snapshot(
             place=items.place_from_item(place_item) if place_item else None,
+            event=index.event,
+            counts=index.counts,
+        )
+
+    def index_snapshot(self, event_id: int, key: int | None) -> IndexSnapshot:
+        """The event and the position-index nodes on ``key``'s path (none for None), at one
+        moment (``TransactGetItems``): how many keys up to ``key`` are counted, against
+        the event's ``promotedCount`` and ``leftCount`` of that same moment."""
+        _, index = self._read_with_index(event_id, key, [])
+        return index
+
+    def _read_with_index(
+        self, event_id: int, key: int | None, others: list[schema.Key]
+    ) -> tuple[list[dict[str, Any] | None], IndexSnapshot]:
+        """``others``, the event and the nodes ``key``'s position needs, in one
+        ``TransactGetItems`` (serialisable with every transaction)."""
+        nodes = ranks.nodes_to_read(key) if key is not None else []
+        keys = [*others, schema.event_key(event_id)]
+        keys += [schema.rank_node_key(event_id, node) for node in nodes]
+        found = self._transact_get(keys)
+        event_item = found[len(others)]
+        index = IndexSnapshot(
             event=items.event_from_item(event_item) if event_item else None,
             counts={
                 node: ranks.counts_from_item(item)
-                for node, item in zip(nodes, found[2:], strict=True)
+                for node, item in zip(nodes, found[len(others) + 1 :], strict=True)
                 if item
             },
         )
+        return found[: len(others)], index
 
     # -- audit reads: bounded pages that can resume ------------------------------------------
 
@@ -253,16 +338,11 @@ class TicketStore:
         policy stays ``dynamodb:Query`` alone.
         """
         key = schema.person_key(event_id, email)
-        response = self.retry.run(
-            "Query",
-            partial(
-                self.client.query,
-                TableName=self.table_name,
-                KeyConditionExpression="PK = :pk AND SK = :sk",
-                ExpressionAttributeValues={":pk": key["PK"], ":sk": key["SK"]},
-                ConsistentRead=True,
-                Select="COUNT",
-            ),
+        response = self._query(
+            KeyConditionExpression="PK = :pk AND SK = :sk",
+            ExpressionAttributeValues={":pk": key["PK"], ":sk": key["SK"]},
+            ConsistentRead=True,
+            Select="COUNT",
         )
         return response["Count"] > 0
 
@@ -286,24 +366,81 @@ class TicketStore:
 
     # -- transactions -----------------------------------------------------------------------
 
-    def book(self, event_id: int, email: str, request_key: str | None) -> None:
-        self._transact(writes.book(self.table_name, event_id, email, request_key, now_iso()))
+    def book(self, event_id: int, email: str, request_key: str | None, now_ms: int) -> None:
+        self._transact(
+            writes.book(
+                self.table_name, event_id, email, request_key, now_iso(), now_ms, booking_key_now()
+            )
+        )
 
     def join_waitlist(
-        self, event_id: int, email: str, wait_key: int, request_key: str | None
+        self, event_id: int, email: str, wait_key: int, request_key: str | None, now_ms: int
     ) -> None:
         self._transact(
-            writes.join_waitlist(self.table_name, event_id, email, wait_key, request_key, now_iso())
+            writes.join_waitlist(
+                self.table_name, event_id, email, wait_key, request_key, now_iso(), now_ms
+            )
         )
 
     def cancel_and_release(self, event_id: int, email: str) -> None:
         self._transact(writes.cancel_and_release(self.table_name, event_id, email))
 
     def cancel_and_promote(self, event_id: int, email: str, head: Place) -> None:
-        self._transact(writes.cancel_and_promote(self.table_name, event_id, email, head, now_iso()))
+        self._transact(
+            writes.cancel_and_promote(
+                self.table_name, event_id, email, head, now_iso(), booking_key_now()
+            )
+        )
 
     def leave_waitlist(self, event_id: int, email: str, wait_key: int) -> None:
         self._transact(writes.leave_waitlist(self.table_name, event_id, email, wait_key))
+
+    def change_event(
+        self, read: Event, change: EventChange, new_total: int, heads: list[Place]
+    ) -> None:
+        """One step of a settings and capacity change (``writes.change_event``)."""
+        self._transact(
+            writes.change_event(
+                self.table_name, read, change, new_total, heads, now_iso(), booking_key_now()
+            )
+        )
+
+    def close_sales(self, event_id: int) -> None:
+        self._transact(writes.close_sales(self.table_name, event_id))
+
+    def reopen_sales(self, read: Event, now_ms: int) -> None:
+        self._transact(writes.reopen_sales(self.table_name, read, now_ms))
+
+    def cancel_event(self, event_id: int) -> None:
+        self._transact(writes.cancel_event(self.table_name, event_id, now_iso()))
+
+    def release_places(self, event_id: int, places: list[Place], read_cursor: str) -> str:
+        """Mark ``places`` released; the sweep's cursor after them (``places_after`` takes it)."""
+        self._transact(
+            writes.release_places(self.table_name, event_id, places, read_cursor, now_iso())
+        )
+        return schema.person_sort_key(places[-1].email)
+
+    def places_after(self, event_id: int, cursor: str, limit: int) -> list[Place]:
+        """Up to ``limit`` places of the event in sort-key order, after the sort key
+        ``cursor`` ("": from the first). Consistent: the release sweep's pages."""
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :person)",
+            "ExpressionAttributeValues": {
+                ":pk": items.string(schema.event_partition(event_id)),
+                ":person": items.string(schema.PERSON_PREFIX),
+            },
+        }
+        start = {**schema.event_key(event_id), "SK": items.string(cursor)} if cursor else None
+        page = self._page(start, limit, **params)
+        return [items.place_from_item(item) for item in page.items]
+
+    def place_and_event(self, event_id: int, email: str) -> tuple[Place | None, Event | None]:
+        """The place and its event at one moment (``TransactGetItems``)."""
+        [place_item], index = self._read_with_index(
+            event_id, None, [schema.person_key(event_id, email)]
+        )
+        return (items.place_from_item(place_item) if place_item else None, index.event)
 
     def back_off(self, attempt: int) -> None:
         """Wait a jittered moment before deciding again after losing a race."""
@@ -323,19 +460,51 @@ class TicketStore:
         )
         return response.get("Item")
 
+    def _transact_get(self, keys: list[schema.Key]) -> list[dict[str, Any] | None]:
+        """The items at ``keys`` at one moment (None where absent): one ``TransactGetItems``."""
+        response = self.retry.run(
+            "TransactGetItems",
+            partial(
+                self.client.transact_get_items,
+                TransactItems=[{"Get": {"TableName": self.table_name, "Key": k}} for k in keys],
+            ),
+        )
+        return [answer.get("Item") for answer in response["Responses"]]
+
+    def _batch_get(self, key_of: Callable[[_Id], schema.Key], ids: list[_Id]) -> list[Item]:
+        """The items of ``ids`` (at most 100) that exist, in any order: one consistent
+        ``BatchGetItem``, and another for any keys DynamoDB leaves unprocessed."""
+        keys: list[Any] = [key_of(i) for i in ids]
+        found: list[Item] = []
+        for attempt in range(1, self.retry.max_attempts + 1):
+            if not keys:
+                return found
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            response = self.retry.run(
+                "BatchGetItem", partial(self.client.batch_get_item, RequestItems=request)
+            )
+            found += response["Responses"].get(self.table_name, [])
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name)
+            keys = list(unprocessed["Keys"]) if unprocessed else []
+            if keys:
+                self.retry.back_off(attempt)
+        raise ServiceBusy("BatchGetItem: keys left unprocessed")
+
+    def _query(self, **params: Any) -> QueryOutputTypeDef:
+        """One ``Query`` request (one page) of the table or an index, retried on its own."""
+        call: Callable[[], QueryOutputTypeDef] = partial(
+            self.client.query, TableName=self.table_name, **params
+        )
+        return self.retry.run("Query", call)
+
     def _page(self, start: StartKey | None, limit: int, **params: Any) -> QueryPage:
         """One consistent page of a query, retried on its own."""
         if start is not None:
             params["ExclusiveStartKey"] = start
-        response = self.retry.run(
-            "Query",
-            partial(
-                self.client.query,
-                TableName=self.table_name,
-                ConsistentRead=True,
-                Limit=limit,
-                **params,
-            ),
+        response = self._query(
+            ConsistentRead=True,
+            Limit=limit,
+            **params,
         )
         next_key = response.get("LastEvaluatedKey")
         return QueryPage(list(response["Items"]), dict(next_key) if next_key else None)
@@ -343,10 +512,7 @@ class TicketStore:
     def _query_pages(self, **params: Any) -> Iterator[QueryOutputTypeDef]:
         """Every page of one query, each page's request retried on its own."""
         while True:
-            call: Callable[[], QueryOutputTypeDef] = partial(
-                self.client.query, TableName=self.table_name, **params
-            )
-            response = self.retry.run("Query", call)
+            response = self._query(**params)
             yield response
             start = response.get("LastEvaluatedKey")
             if not start:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.clock import now_iso
+from chalicelib.clock import booking_key_now, now_iso
 from chalicelib.models import Place, Status
 from chalicelib.storage import items, schema
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, local_client
@@ -249,7 +249,13 @@ def prefill_bookings(client: Any, table: str, event_id: int, count: int) -> None
         {
             "PutRequest": {
                 "Item": items.place_to_item(
-                    Place(event_id, f"filler{i:06d}@example.com", Status.BOOKED), now
+                    Place(
+                        event_id,
+                        f"filler{i:06d}@example.com",
+                        Status.BOOKED,
+                        booking_key=booking_key_now() + i,
+                    ),
+                    now,
                 )
             }
         }
