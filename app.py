@@ -152,11 +152,12 @@ def get_event(eventId: str) -> Response:  # noqa: N803
 @app.route("/events/{eventId}", methods=["PATCH"])
 @observe
 def change_event(eventId: str) -> Response:  # noqa: N803
-    """The organiser changes the name, capacity, waiting-list cap or sales window."""
+    """The organiser changes the name, capacity, waiting-list cap or sales window: 200 when
+    done, 202 while a raise is still promoting a long waiting list (send it again)."""
     event_id = validation.parse_event_id(eventId)
     change = validation.parse_event_change(json_body())
-    event = organiser.change_event(ticket_store(), current_caller(), event_id, change)
-    return Response(body=event.to_json(), status_code=200)
+    event, complete = organiser.change_event(ticket_store(), current_caller(), event_id, change)
+    return Response(body=event.to_json(), status_code=200 if complete else 202)
 
 
 @app.route("/events/{eventId}/close", methods=["POST"])

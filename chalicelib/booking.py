@@ -199,18 +199,36 @@ def _refuse_if_cancelled(event_id: int, failure: ConditionFailed) -> None:
 
 def cancel_booking(store: TicketStore, event_id: int, email: str) -> CancellationOutcome:
     """Give up a ticket (it goes to the head of the waiting list, else back to the pool)
-    or a waiting place (everyone behind moves up)."""
+    or a waiting place (everyone behind moves up).
+
+    Concurrent cancellations of one event all race for the same head, and each
+    success turns every other attempt in flight into a loss. A loss costs one
+    request: the failure returns the event, whose ``lastPromotedKey`` says how
+    far the front has moved, and the first person already read with a later key
+    is the new head (nobody joins ahead of a waiting person). The front is
+    read again only when the people read are used up, or the failure was of
+    another kind. A loser first waits a jittered, growing moment
+    (``store.back_off_contention``), so the racers spread out instead of all
+    trying the next head at once.
+    """
+    heads: list[Place] | None = None  # the front of the list, as far as it is known
     for decision_round in range(1, MAX_DECISION_ROUNDS + 1):
-        heads = store.waitlist_heads(event_id, HEAD_WINDOW)
-        own = next((head for head in heads if head.email == email), None)
-        try:
+        if heads is None:
+            heads = store.waitlist_heads(event_id, HEAD_WINDOW)
+            own = next((head for head in heads if head.email == email), None)
             if own is not None:
-                return _leave_waitlist(store, event_id, own)
+                try:
+                    return _leave_waitlist(store, event_id, own)
+                except ConditionFailed as failure:
+                    _refuse_if_cancelled(event_id, failure)
+                    heads = None  # promoted meanwhile: decide again
+                    continue
+        try:
             if not heads:
                 store.cancel_and_release(event_id, email)
                 return CancellationOutcome(Status.BOOKED, promoted_waiting_person=False)
-            if _cancel_and_promote_first_waiting(store, event_id, email, heads):
-                return CancellationOutcome(Status.BOOKED, promoted_waiting_person=True)
+            store.cancel_and_promote(event_id, email, heads[0])
+            return CancellationOutcome(Status.BOOKED, promoted_waiting_person=True)
         except ConditionFailed as failure:
             _refuse_if_cancelled(event_id, failure)
             if failure.failed_for(Role.PERSON):
@@ -224,37 +242,32 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
                         return _leave_waitlist(store, event_id, place)
                     except ConditionFailed as second:
                         _refuse_if_cancelled(event_id, second)
-                        continue  # promoted meanwhile: decide again
-            # Otherwise someone joined the list meanwhile: decide again.
-        # The head we read was taken by a concurrent cancellation (or the list
-        # changed): back off, jittered, so the racers spread out, then read again.
+                heads = None  # promoted meanwhile, or someone joined: decide again
+            else:
+                heads = _front_after_loss(heads, failure)
         store.back_off_contention(decision_round)
     raise ServiceBusy("cancellation kept losing races for the same event")
 
 
-def _cancel_and_promote_first_waiting(
-    store: TicketStore, event_id: int, email: str, heads: list[Place]
-) -> bool:
-    """Promote the head just read; False if a concurrent cancellation promoted it first.
+def _front_after_loss(heads: list[Place], failure: ConditionFailed) -> list[Place] | None:
+    """Who of ``heads`` may still be at the front after a promotion of ``heads[0]`` failed;
+    None when the list must be read again.
 
-    Only the head is tried. Concurrent cancellations of one event all race for
-    the same head, and each success turns every other attempt in flight into a
-    loss: trying the next person read (who is just as contended) made 6 to 7
-    requests a cancellation with 8 at once. A loser instead waits a jittered,
-    growing moment (``store.back_off_contention``), so the racers spread out,
-    and reads the front of the list again.
+    Promotions always take the front, and nobody joins ahead of a waiting person,
+    so once ``heads[0]`` is gone the first person read with a key after the last
+    promoted one is the head, if they still wait (the next attempt's
+    ``waits_with_key`` checks that).
     """
-    head = heads[0]
-    try:
-        store.cancel_and_promote(event_id, email, head)
-        return True
-    except ConditionFailed as failure:
-        if not failure.failed_for(Role.HEAD) or failure.failed_for(Role.PERSON):
-            raise
-        now = failure.place(Role.HEAD)
-        if now is not None and now.status == Status.WAITLISTED:
-            raise  # still waiting, yet the condition failed: decide again from a fresh read
-    return False
+    if not heads or not failure.failed_for(Role.HEAD):
+        return None  # e.g. someone joined before a release: the list changed
+    head = failure.place(Role.HEAD)
+    if head is not None and head.wait_key == heads[0].wait_key:
+        return None  # still waiting, yet the transaction failed: read again
+    passed = heads[0].wait_key or 0
+    if failure.old_event is not None:
+        passed = max(passed, failure.old_event.last_promoted_key)
+    rest = [place for place in heads if (place.wait_key or 0) > passed]
+    return rest or None
 
 
 def get_standing(store: TicketStore, event_id: int, email: str) -> Standing:

@@ -17,6 +17,9 @@ JSON_MEDIA_TYPE = "application/json"
 #: Characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection
 #: list: = + - @, and tab and carriage return, which some import as a new cell).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: A cell that starts with the escape itself is escaped too, so that two different
+#: values never show alike (``=x`` becomes ``'=x``, and ``'=x`` becomes ``''=x``).
+ESCAPED_STARTS = (*FORMULA_STARTS, "'")
 
 
 def wants_csv(accept: str | None) -> bool:
@@ -45,10 +48,12 @@ def wants_csv(accept: str | None) -> bool:
 
 def safe_cell(value: Any) -> str:
     """One cell's text; text a spreadsheet would run as a formula gets a leading apostrophe."""
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
-    if not isinstance(value, int) and text.startswith(FORMULA_STARTS):
+    if not isinstance(value, int) and text.startswith(ESCAPED_STARTS):
         return "'" + text
     return text
 

@@ -100,8 +100,9 @@ class InvalidWindow(BookingError):
 
     def __init__(self, opens_at: str, closes_at: str) -> None:
         super().__init__(
-            f"salesCloseAt: must be later than salesOpenAt (the window would open at"
-            f" {opens_at} and close at {closes_at})"
+            f"salesCloseAt: must be at least a millisecond later than salesOpenAt (times are"
+            f" kept to the millisecond: the window would open at {opens_at} and close at"
+            f" {closes_at})"
         )
 
 

@@ -96,6 +96,18 @@ def json_body() -> dict[str, Any]:
     return parsed
 
 
+def _refuse_any_body(request: Request) -> None:
+    """A write that takes no body accepts none (or JSON ``null``), or an empty object:
+    like an unknown field anywhere else, anything sent is refused rather than ignored
+    (cancelling an event cannot be undone, so a request that meant something else
+    must not pass for it). Reads ignore bodies, as documented."""
+    if request_bytes(request).strip() in (b"", b"null"):
+        return
+    fields = json_body()
+    if fields:
+        raise InvalidRequest(next(iter(fields)), "this operation takes no body")
+
+
 class RequestObserver:
     """Decorates a route: guards the body's size, maps errors, times it, logs one line.
 
@@ -148,6 +160,8 @@ class RequestObserver:
             caller = authenticate(operation.access, request)
             require(operation.access, caller)
             set_caller(caller)
+            if operation.body is None and operation.method != "get" and request is not None:
+                _refuse_any_body(request)
             response = view(**uri_params)
         except BookingError as error:
             return error_answer(error), type(error).__name__

@@ -69,6 +69,10 @@ class Event:
     #: ``promoted_count`` and ``last_wait_key`` it tells a reader whether the list
     #: changed between two reads (``chalicelib.organiser_lists.waiting_list``).
     left_count: int = 0
+    #: The wait key of the person promoted last (0: nobody yet). Promotions take the
+    #: front, so every key up to it is gone from the list: a cancellation that lost
+    #: the race for a head skips the people it read up to this key.
+    last_promoted_key: int = 0
 
     @property
     def waiting_list_full(self) -> bool:
@@ -221,11 +225,13 @@ class Attendee:
     booked_at: str
     #: True when the ticket came from the waiting list (a cancellation promoted them).
     promoted: bool
+    #: The organiser cancelled the event: the ticket was released (the record stays).
+    released: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "userEmail": self.email,
-            "status": Status.BOOKED.value,
+            "status": (Status.RELEASED if self.released else Status.BOOKED).value,
             "bookedAt": self.booked_at,
             "promotedFromWaitingList": self.promoted,
         }
@@ -233,17 +239,19 @@ class Attendee:
 
 @dataclass(frozen=True)
 class WaitingEntry:
-    """One person on the waiting list, with their position (1 = next in line)."""
+    """One person on the waiting list, with their position (1 = next in line); in a
+    cancelled event, released, with no position."""
 
     email: str
     joined_at: str
-    position: int
+    position: int | None
 
     def to_json(self) -> dict[str, Any]:
+        status = Status.WAITLISTED if self.position is not None else Status.RELEASED
         return {
             "position": self.position,
             "userEmail": self.email,
-            "status": Status.WAITLISTED.value,
+            "status": status.value,
             "joinedAt": self.joined_at,
         }
 

@@ -35,7 +35,11 @@ RELEASES_PER_TRANSACTION = 99
 #: How many sweep transactions one ``POST /events/{id}/cancel`` runs before it
 #: answers (about 2,000 places); a larger event is finished by calling it again.
 RELEASE_STEPS_PER_REQUEST = 20
-#: How many times a change may lose a race and decide again before giving up with 503.
+#: How many promotion transactions one ``PATCH /events/{id}`` runs before it answers
+#: (about 2,000 people); a larger raise answers 202, and the same PATCH again continues.
+RAISE_STEPS_PER_REQUEST = 20
+#: How many races in a row a change may lose (deciding again after each) before
+#: giving up with 503.
 MAX_CHANGE_ROUNDS = 25
 
 
@@ -46,8 +50,10 @@ def owned_event(store: TicketStore, caller: Caller, event_id: int) -> Event:
     return event
 
 
-def change_event(store: TicketStore, caller: Caller, event_id: int, change: EventChange) -> Event:
-    """Apply ``change``: settings, and capacity.
+def change_event(
+    store: TicketStore, caller: Caller, event_id: int, change: EventChange
+) -> tuple[Event, bool]:
+    """Apply ``change``: settings, and capacity; the event after it, and whether it is complete.
 
     A raise hands the new tickets to the front of the waiting list first, in
     arrival order, in the same transactions that add them; only what is left
@@ -55,9 +61,14 @@ def change_event(store: TicketStore, caller: Caller, event_id: int, change: Even
     each transaction adding just the tickets it hands out, so every committed
     step keeps every invariant. A lower total keeps every booked ticket.
     The settings commit with the first step.
+
+    At most ``RAISE_STEPS_PER_REQUEST`` steps run per call, so that a raise for a
+    very long list answers within the API's time limit; the target is absolute,
+    so calling again with the same change continues where this one stopped.
     """
     event = owned_event(store, caller, event_id)
-    for decision_round in range(1, MAX_CHANGE_ROUNDS + 1):
+    steps = losses = 0
+    while True:
         target = _check_change(event, change)
         heads: list[Place] = []
         new_total = target
@@ -70,14 +81,23 @@ def change_event(store: TicketStore, caller: Caller, event_id: int, change: Even
             store.change_event(event, change, new_total, heads)
         except ConditionFailed as failure:
             # Someone booked, joined, left, was promoted, or changed the event meanwhile.
+            losses += 1
+            if losses == MAX_CHANGE_ROUNDS:
+                raise ServiceBusy(
+                    f"the capacity change kept losing races with bookings of the event"
+                    f" after {steps} of its steps were applied",
+                    maybe_applied=steps > 0,
+                ) from None
             event = failure.old_event or get_event(store, event_id)
-            store.back_off(decision_round)
+            store.back_off(losses)
             continue
+        steps, losses = steps + 1, 0
         event = get_event(store, event_id)
         if new_total == target:
-            return event
+            return event, True
+        if steps == RAISE_STEPS_PER_REQUEST:
+            return event, False
         change = EventChange(total_tickets=target)  # the settings are in; more promotions
-    raise ServiceBusy("the capacity change kept losing races with bookings of the event")
 
 
 def _check_change(event: Event, change: EventChange) -> int:

@@ -57,7 +57,7 @@ def attendees(
     whose place no longer holds that ticket are left out, so a page may be
     shorter than ``limit``; only a null cursor ends the list.
     """
-    owned_event(store, caller, event_id, "see its attendees")
+    event = owned_event(store, caller, event_id, "see its attendees")
     found = store.attendee_keys(event_id, after, limit + 1)
     more = len(found) > limit
     page = _without_split_tie(found, limit)
@@ -68,7 +68,8 @@ def attendees(
         if place is None or place.status != Status.BOOKED or place.booking_key != key:
             continue  # the index lags behind the place: that ticket is gone, or re-taken
         taken_at = place.booked_at or place.joined_at or ""
-        listed.append(Attendee(email, taken_at, place.promoted_from_wait_key is not None))
+        promoted = place.promoted_from_wait_key is not None
+        listed.append(Attendee(email, taken_at, promoted, released=event.cancelled))
     return Page(listed, page[-1][1] if more and page else None)
 
 
@@ -161,7 +162,8 @@ def _read_waiting_page(
         place = places.get(entry.email)
         if place is None or place.wait_key != entry.wait_key or place.joined_at is None:
             return None, now  # cannot happen while nobody leaves; read again rather than guess
-        entries.append(WaitingEntry(entry.email, place.joined_at, first_position + offset))
+        position = None if now.cancelled else first_position + offset
+        entries.append(WaitingEntry(entry.email, place.joined_at, position))
     if more:
         assert last_key is not None
         next_cursor: int | None = last_key

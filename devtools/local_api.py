@@ -16,7 +16,9 @@ the server, its request handling and its thread per request stay chalice's:
   (The app's 16 KiB limit still answers 413 for anything between.)
 * **Access log.** chalice logs each request line, query string included; a
   client that puts an email in a URL would see it printed in clear. The line is
-  logged without its query string, as API Gateway's access log is configured.
+  logged without its query string, and with any path segment that holds an
+  ``@`` (or ``%40``) replaced by ``{redacted}``: the deployed access log
+  records the route's template (``resourcePath``), never the path as sent.
 * **Unknown routes.** chalice imitates API Gateway's 403 for a path no route
   matches, which, when the request carries an ``Authorization`` header, quotes
   that header back: the caller's bearer token in a response body, for any proxy
@@ -44,6 +46,8 @@ LISTEN_BACKLOG = 1024
 #: API Gateway's payload limit for a REST API.
 GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024
 _QUERY = re.compile(r"\?\S*")
+#: A path segment that may hold an email address.
+_ADDRESS_SEGMENT = re.compile(r"/[^/\s]*(?:@|%40)[^/\s]*", re.IGNORECASE)
 
 
 def _refuse(handler: Any, status: int, code: str, message: str) -> None:
@@ -87,7 +91,8 @@ def _no_route_without_echo(original: Any) -> Any:
 
 
 def _log_request_without_query(self: Any, code: Any = "-", size: Any = "-") -> None:
-    self.log_message('"%s" %s %s', _QUERY.sub("", self.requestline), str(code), str(size))
+    line = _ADDRESS_SEGMENT.sub("/{redacted}", _QUERY.sub("", self.requestline))
+    self.log_message('"%s" %s %s', line, str(code), str(size))
 
 
 def adjust_chalice_local() -> None:

@@ -194,6 +194,37 @@ def a_promotion_racing_a_rejoin_serves_the_list_in_order(
     assert_clean(store, event_id)
 
 
+def a_cancellation_that_lost_the_head_skips_everyone_promoted(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rivals promote W1 and W2 after A read the front: A's failed attempt on W1
+    must say how far the front moved (the event's lastPromotedKey), so A's next try is
+    W3, not W2 (the one cost rule here: a lost race costs one request, not one per
+    person promoted meanwhile)."""
+    event_id = new_event(store, 3)
+    for email in ("a@example.com", "b@example.com", "c@example.com"):
+        booking.book_ticket(store, event_id, email)
+    for n in range(1, 5):
+        booking.book_ticket(store, event_id, f"w{n}@example.com")
+    tried: list[str] = []
+    promote = store.cancel_and_promote
+
+    def counted(event: int, email: str, head: Any) -> None:
+        tried.append(head.email)
+        promote(event, email, head)
+
+    def two_rivals_cancel() -> None:
+        booking.cancel_booking(store, event_id, "b@example.com")
+        booking.cancel_booking(store, event_id, "c@example.com")
+
+    with after_first_call(store, "waitlist_heads", two_rivals_cancel):
+        monkeypatch.setattr(store, "cancel_and_promote", counted)
+        booking.cancel_booking(store, event_id, "a@example.com")
+    assert tried[-2:] == ["w1@example.com", "w3@example.com"]
+    assert standing(store, event_id, "w4@example.com") == (Status.WAITLISTED, 1)
+    assert_clean(store, event_id)
+
+
 def a_lagging_id_sequence_never_overwrites_an_event(
     store: TicketStore, _: pytest.MonkeyPatch
 ) -> None:
@@ -387,6 +418,7 @@ SCENARIOS: list[Scenario] = [
     a_waiting_person_beyond_the_heads_read_leaves,
     a_leave_racing_a_promotion_gives_back_the_ticket,
     a_promotion_racing_a_rejoin_serves_the_list_in_order,
+    a_cancellation_that_lost_the_head_skips_everyone_promoted,
     a_lagging_id_sequence_never_overwrites_an_event,
     a_full_waiting_list_refuses_the_next_person,
     an_organiser_creates_at_most_the_daily_cap,

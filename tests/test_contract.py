@@ -788,7 +788,7 @@ def test_a_huge_declared_length_gets_a_413_without_the_body_being_read(
 
 
 @pytest.mark.dynamodb_local
-def test_the_servers_access_log_never_shows_a_query_string(
+def test_the_servers_access_log_never_shows_a_query_string_or_an_address(
     chalice_local: tuple[str, int, TicketStore], issuer: LocalIssuer
 ) -> None:
     """A client may put an email in a URL; the server's own log must not print it."""
@@ -797,11 +797,16 @@ def test_the_servers_access_log_never_shows_a_query_string(
     path = "/events/1/standing?userEmail=bob%40example.com"
     assert _send(host, port, "GET", path, None, token=token)[0] == 400
     assert _send(host, port, "GET", "/events?limit=1&cursor=1", None)[0] == 200
+    # ... or in its path: the route's parameter, or a path no route has.
+    assert _send(host, port, "GET", "/status/carol@example.com", None)[0] == 400
+    assert _send(host, port, "GET", "/nosuch/dave%40example.com/x", None)[0] == 403
     time.sleep(0.5)  # the access-log line is written after the answer
     log = SERVER_LOGS[port]
     text = log.read_text(errors="replace")
     assert '"GET /events/1/standing HTTP/1.1" 400' in text  # the line is there, without its query
+    assert '"GET /status/{redacted} HTTP/1.1" 400' in text
     assert "bob" not in text and "userEmail" not in text and "cursor=" not in text
+    assert "carol" not in text and "dave" not in text
 
 
 @pytest.mark.dynamodb_local

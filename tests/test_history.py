@@ -356,12 +356,13 @@ def standing_reads_apart(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def second_waiter_promoted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A FIFO bug: a cancellation hands the ticket to the second in line, not the first."""
-    original = booking._cancel_and_promote_first_waiting
+    original = TicketStore.waitlist_heads
 
-    def promote_second(store: TicketStore, event_id: int, email: str, heads: list[Any]) -> bool:
-        return original(store, event_id, email, [*heads[1:2], *heads[:1], *heads[2:]])
+    def second_first(self: TicketStore, event_id: int, limit: int) -> list[Any]:
+        heads = original(self, event_id, limit)
+        return [*heads[1:2], *heads[:1], *heads[2:]]
 
-    monkeypatch.setattr(booking, "_cancel_and_promote_first_waiting", promote_second)
+    monkeypatch.setattr(TicketStore, "waitlist_heads", second_first)
 
 
 def positions_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:

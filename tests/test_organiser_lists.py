@@ -250,6 +250,30 @@ def test_csv_rows_are_the_json_rows(api: Api, which: str, key: str, row: str) ->
     assert status == 200 and len(list(csv.reader(io.StringIO(rest)))) == 2
 
 
+def test_after_the_event_is_cancelled_the_lists_say_released_like_the_standings(
+    api: Api,
+) -> None:
+    """The records stay (for refunds and notices), and read as every standing does."""
+    holders, waiting = ["a@example.com", "b@example.com"], ["c@example.com", "d@example.com"]
+    event_id = sold_out_event(api, 2, holders, waiting)
+    organiser = {"Authorization": f"Bearer {api.token(ORGANISER, organiser=True)}"}
+    reply = api.client.http.post(f"/events/{event_id}/cancel", headers=organiser)
+    assert reply.status_code == 200
+
+    attendees, _ = walk(api, f"/events/{event_id}/attendees", 10)
+    queue, _ = walk(api, f"/events/{event_id}/waiting-list", 10)
+    assert [(e["userEmail"], e["status"]) for e in attendees] == [
+        (email, "RELEASED") for email in holders
+    ]
+    assert [(e["userEmail"], e["status"], e["position"]) for e in queue] == [
+        (email, "RELEASED", None) for email in waiting
+    ]
+    for email in holders + waiting:
+        assert api.standing(event_id, email).body["status"] == "RELEASED"
+    _, _, text = get_csv(api, f"/events/{event_id}/waiting-list")
+    assert list(csv.reader(io.StringIO(text)))[1][:3] == ["", "c@example.com", "RELEASED"]
+
+
 def test_csv_cells_never_start_a_formula(api: Api) -> None:
     hostile = ["=cmd@example.com", "+sum@example.com", "-one@example.com", "plain@example.com"]
     event_id = sold_out_event(api, 2, hostile[:2], hostile[2:])
@@ -270,6 +294,14 @@ def test_csv_quoting_and_formula_escaping_follow_rfc_4180_and_owasp() -> None:
         [{"a": '=HYPERLINK("x")', "b": "@SUM(1)", "c": 3}, {"a": "a,b", "b": "\tx", "c": True}],
     )
     assert text == ('a,b,c\r\n"\'=HYPERLINK(""x"")",\'@SUM(1),3\r\n"a,b",\'\tx,true\r\n')
+
+
+def test_csv_never_shows_two_different_values_alike() -> None:
+    """The escape is escaped too: ``=x`` and ``'=x`` (both valid email local parts) differ."""
+    values = ["=x@example.com", "'=x@example.com", "''=x@example.com", "x@example.com"]
+    shown = [csv_answers.safe_cell(value) for value in values]
+    assert len(set(shown)) == len(values), shown
+    assert shown[:2] == ["'=x@example.com", "''=x@example.com"]
 
 
 @pytest.mark.parametrize(

@@ -134,32 +134,35 @@ def test_a_stale_sold_out_hint_still_books_a_freed_ticket(api: Api) -> None:
 def test_a_cancellation_that_loses_the_head_promotes_the_next_in_line(
     api: Api, requests_made: RequestMeter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    event_id = api.create_event(2)
-    for email in ("a@example.com", "b@example.com", "w1@example.com", "w2@example.com"):
+    """Two rivals promote w1 and w2 after a's read of the front: a's one failed attempt
+    returns the event, whose lastPromotedKey sends it straight to w3, without a read."""
+    event_id = api.create_event(3)
+    for email in ("a@example.com", "b@example.com", "c@example.com"):
         api.book(event_id, email)
-    api.book(event_id, "w3@example.com")
+    for n in range(1, 5):
+        api.book(event_id, f"w{n}@example.com")
     store = ticket_store()
     read_heads = store.waitlist_heads
 
-    def heads_then_a_rival_cancels(event: int, limit: int) -> list:
+    def heads_then_two_rivals_cancel(event: int, limit: int) -> list:
         heads = read_heads(event, limit)
         monkeypatch.setattr(store, "waitlist_heads", read_heads)
         booking.cancel_booking(store, event, "b@example.com")  # promotes w1 meanwhile
+        booking.cancel_booking(store, event, "c@example.com")  # and w2
         requests_made.reset()
-        return heads  # now stale: w1 is no longer waiting
+        return heads  # now stale: w1 and w2 are no longer waiting
 
-    monkeypatch.setattr(store, "waitlist_heads", heads_then_a_rival_cancels)
+    monkeypatch.setattr(store, "waitlist_heads", heads_then_two_rivals_cancel)
     reply = api.cancel(event_id, "a@example.com")
 
     assert reply.status == 200 and reply.body["ticketPassedToWaitingList"] is True
-    # One failed attempt on w1; then, after a back-off, the front read again and w2
-    # promoted (only the head is ever tried: see booking._cancel_and_promote_first_waiting).
-    assert requests_made.snapshot() == {"TransactWriteItems": 2, "Query": 1}
-    assert api.standing(event_id, "w1@example.com").body["status"] == "BOOKED"
-    assert api.standing(event_id, "w2@example.com").body["status"] == "BOOKED"
-    assert api.standing(event_id, "w3@example.com").body == {
+    # One failed attempt on w1, then w3 at once: neither w2 tried nor the front read again.
+    assert requests_made.snapshot() == {"TransactWriteItems": 2}
+    for promoted in ("w1", "w2", "w3"):
+        assert api.standing(event_id, f"{promoted}@example.com").body["status"] == "BOOKED"
+    assert api.standing(event_id, "w4@example.com").body == {
         "eventId": event_id,
-        "userEmail": "w3@example.com",
+        "userEmail": "w4@example.com",
         "status": "WAITLISTED",
         "position": 1,
     }

@@ -26,6 +26,8 @@ def table_snapshot(store: TicketStore) -> list[dict[str, Any]]:
         ({"name": "   ", "totalTickets": 10}, "name"),
         ({"name": 42, "totalTickets": 10}, "name"),
         ({"name": "x" * 201, "totalTickets": 10}, "name"),
+        ({"name": "\u200b\u200d\ufeff", "totalTickets": 10}, "name"),  # nothing visible
+        ({"name": "Gig \u202egnol", "totalTickets": 10}, "name"),  # reads as "Gig long"
         ({"name": "Gig"}, "totalTickets"),
         ({"name": "Gig", "totalTickets": "5"}, "totalTickets"),
         ({"name": "Gig", "totalTickets": 5.5}, "totalTickets"),

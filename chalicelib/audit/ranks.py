@@ -6,7 +6,8 @@
 * every leaf cell is 0 or 1 (``position-index``);
 * in key order, the first ``promotedCount`` cells set are keys before the first
   waiting key (the promoted, always the front of the list), and the rest are
-  exactly the waiting keys;
+  exactly the waiting keys, and the last promoted cell is the event's
+  ``lastPromotedKey`` (which cancellations trust to skip the promoted);
 * every node's count for a child equals the sum of that child node's counts,
   so the upper levels a position reads agree with the leaves.
 
@@ -126,6 +127,10 @@ class PositionIndexRules(RuleGroup):
             and self.last_promoted_cell >= self.min_waiting_key
         ):
             found.append("a key counted as promoted is not before every waiting one")
+        if event.last_promoted_key and event.last_promoted_key != self.last_promoted_cell:
+            # Promotions take the front in key order, so the last promoted key is the
+            # last of the promoted cells; cancellations trust it to skip ahead.
+            found.append("lastPromotedKey is not the last key promoted")
         if self.claims_fingerprint != self.totals_fingerprint:
             found.append("node counts disagree with the nodes below them")
         return [("position-index", detail) for detail in found]

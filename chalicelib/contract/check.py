@@ -36,7 +36,9 @@ KEYWORDS = frozenset(
 #: What a failed pattern means, in words.
 PATTERN_PROBLEMS = {
     schemas.EMAIL_PATTERN: "is not a valid email address",
-    schemas.NAME_PATTERN: "must contain a visible character and no control characters",
+    schemas.NAME_PATTERN: (
+        "must contain a visible character, and no control or bidirectional-override characters"
+    ),
     schemas.EVENT_ID_DIGITS: "must be a positive integer of at most 18 digits",
     schemas.IDEMPOTENCY_KEY_PATTERN: "must be 1-100 letters, digits or . _ : -",
     schemas.RFC3339_PATTERN: "must be an RFC 3339 date-time with an offset, such as"

@@ -242,6 +242,11 @@ OPERATIONS: tuple[Operation, ...] = (
         Access.ORGANISER,
         {
             200: Answer("The event after the change", "Event"),
+            202: Answer(
+                "A raise promoted about 2,000 people and more wait for the new tickets:"
+                " send the same change again to continue (totalTickets shows how far it got)",
+                "Event",
+            ),
             404: UNKNOWN_EVENT,
             409: Answer(
                 "The event was cancelled, capacity would drop below the tickets booked, or"

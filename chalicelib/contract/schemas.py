@@ -43,8 +43,18 @@ _ATEXT_OR_DOT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]"
 EMAIL_PATTERN = (
     rf"^ *{_ATEXT}(?:{_ATEXT_OR_DOT}{{0,62}}{_ATEXT})?@(?:{_LABEL}\.)+[A-Za-z]{{2,63}} *$"
 )
-#: A name holds no control character and at least one non-space character.
-NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+#: Bidirectional embedding, override and isolate controls: they make a name read
+#: otherwise than it is stored (a right-to-left override reverses what follows).
+_BIDI_CONTROL = r"\u202a-\u202e\u2066-\u2069"
+#: Characters that show nothing (zero-width spaces and joiners, marks, fillers,
+#: variation selectors, the byte-order mark): allowed, but not as a name's only content.
+_INVISIBLE = (
+    r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    r"\u2060-\u2065\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
+_NOT_IN_NAME = _CONTROL + _BIDI_CONTROL
+#: A name holds no control character and at least one visible character.
+NAME_PATTERN = rf"^[^{_NOT_IN_NAME}]*[^\s{_NOT_IN_NAME}{_INVISIBLE}][^{_NOT_IN_NAME}]*$"
 EVENT_ID_DIGITS = r"^[1-9][0-9]{0,17}$"
 IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9_.:-]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$"
 PAGE_SIZE_DIGITS = r"^[0-9]{1,3}$"
@@ -280,7 +290,11 @@ ATTENDEE = _object(
     ["userEmail", "status", "bookedAt", "promotedFromWaitingList"],
     {
         "userEmail": _NORMALISED_EMAIL,
-        "status": {"type": "string", "enum": ["BOOKED"]},
+        "status": {
+            "type": "string",
+            "enum": ["BOOKED", "RELEASED"],
+            "description": "RELEASED: the organiser cancelled the event",
+        },
         "bookedAt": {**_TIME, "description": "when the ticket was taken: booked, or promoted"},
         "promotedFromWaitingList": {"type": "boolean"},
     },
@@ -288,9 +302,13 @@ ATTENDEE = _object(
 WAITING_ENTRY = _object(
     ["position", "userEmail", "status", "joinedAt"],
     {
-        "position": _POSITION,
+        "position": {**_POSITION, "type": ["integer", "null"], "description": "null once RELEASED"},
         "userEmail": _NORMALISED_EMAIL,
-        "status": {"type": "string", "enum": ["WAITLISTED"]},
+        "status": {
+            "type": "string",
+            "enum": ["WAITLISTED", "RELEASED"],
+            "description": "RELEASED: the organiser cancelled the event",
+        },
         "joinedAt": {**_TIME, "description": "when they joined the waiting list"},
     },
 )

@@ -182,6 +182,19 @@ waits_with_key = _part(
     )
 )
 
+not_passed_over = _part(
+    ConditionPart(
+        "not_passed_over",
+        "(attribute_not_exists(lastPromotedKey) OR lastPromotedKey < :headWaitKey)",
+        parameter=":headWaitKey",
+        guards="a promotion never goes to someone ahead of a person already promoted"
+        " (the promoted keys stay a prefix of the list), and when a rival promoted"
+        " first its failure returns the event, whose lastPromotedKey tells the loser"
+        " who is at the front now: it tries the next person it already read instead"
+        " of reading the list again",
+    )
+)
+
 # -- the organiser's controls: the sales window, capacity, settings, cancellation ----------
 
 not_cancelled = _part(

@@ -91,6 +91,7 @@ def event_from_item(item: dict[str, Any]) -> Event:
         release_cursor=data.get("releaseCursor"),
         settings_version=int(data.get("settingsVersion", 0)),
         left_count=int(data.get("leftCount", 0)),
+        last_promoted_key=int(data.get("lastPromotedKey", 0)),
     )
 
 

@@ -24,6 +24,7 @@ from chalicelib.storage.conditions import (
     nobody_waiting,
     not_cancelled,
     not_closed_now,
+    not_passed_over,
     place_is_new,
     release_cursor_as_read,
     sales_not_ended,
@@ -58,8 +59,12 @@ JOIN_QUEUE = "SET waitingCount = waitingCount + :one, lastWaitKey = :newWaitKey"
 LEAVE_QUEUE = (
     "SET waitingCount = waitingCount - :one, leftCount = if_not_exists(leftCount, :zero) + :one"
 )
-#: A promotion takes the head: the list shrinks and the promoted prefix grows.
-PROMOTED_FROM_QUEUE = "SET waitingCount = waitingCount - :one, promotedCount = promotedCount + :one"
+#: A promotion takes the head: the list shrinks, the promoted prefix grows and ends at
+#: the head's key.
+PROMOTED_FROM_QUEUE = (
+    "SET waitingCount = waitingCount - :one, promotedCount = promotedCount + :one,"
+    " lastPromotedKey = :promotedWaitKey"
+)
 #: Promotion: the waiting place becomes a ticket, keeps the key it waited with, and
 #: joins the attendee list (``EventsByNewest``) at the moment it took the ticket.
 PROMOTE = (
@@ -151,14 +156,21 @@ def cancel_and_promote(
     """Hand a ticket to ``head``: ``holds_ticket``, and ``waits_with_key`` for the head.
 
     The event's counters need no condition: ``booked`` and ``available`` do not
-    move, and the head's condition proves someone waits; only ``not_cancelled``.
+    move, and the head's condition proves someone waits. The event carries
+    ``not_cancelled`` and ``not_passed_over``: if a rival promoted the head (or
+    someone behind it) first, the event comes back with the failure and its
+    ``lastPromotedKey`` says how far the front has moved.
     The cancelled ticket leaves the attendee list with its place; the head joins
     it with ``booking_key``, taken now.
     """
+    head_key = _wait_key(head)
+    condition = not_cancelled() & not_passed_over(head_key)
+    update = Condition(PROMOTED_FROM_QUEUE, values={":promotedWaitKey": items.number(head_key)})
+    event = _update(table, schema.event_key(event_id), update & _ONE, condition)
     return [
         (Role.PERSON, _delete(table, schema.person_key(event_id, email), holds_ticket())),
         _promotion(table, event_id, head, now, booking_key),
-        (Role.EVENT, _update_event(table, event_id, PROMOTED_FROM_QUEUE, not_cancelled())),
+        (Role.EVENT, event),
     ]
 
 
@@ -236,8 +248,11 @@ def change_event(
             "bookedTickets = bookedTickets + :promoted",
             "waitingCount = waitingCount - :promoted",
             "promotedCount = promotedCount + :promoted",
+            "lastPromotedKey = :promotedWaitKey",
         ]
         values[":promoted"] = items.number(promoted)
+        values[":promotedWaitKey"] = items.number(_wait_key(heads[-1]))
+        condition &= not_passed_over(_wait_key(heads[0]))
     removes: list[str] = []
     if change.changes_settings:
         _settings_update(change, read.settings_version + 1, sets, removes, values)
@@ -252,6 +267,11 @@ def change_event(
         ),
         (Role.EVENT, _update(table, schema.event_key(read.event_id), update, condition)),
     ]
+
+
+def _wait_key(place: Place) -> int:
+    assert place.wait_key is not None, "only a waiting place can be promoted"
+    return place.wait_key
 
 
 def _settings_update(
