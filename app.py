@@ -22,10 +22,10 @@ from chalicelib.contract import openapi as contract_openapi
 from chalicelib.contract import schemas
 from chalicelib.errors import InvalidRequest
 from chalicelib.http import RequestObserver, json_body
-from chalicelib.identity.access import current_caller
+from chalicelib.identity.access import Caller, current_caller
 from chalicelib.models import Event, Standing, Status
 from chalicelib.observability import count, flush_metrics
-from chalicelib.storage import ticket_store
+from chalicelib.storage import TicketStore, ticket_store
 
 app = Chalice(app_name="ticket-booking")
 observe = RequestObserver(app)
@@ -163,16 +163,18 @@ def change_event(eventId: str) -> Response:  # noqa: N803
 @app.route("/events/{eventId}/close", methods=["POST"])
 @observe
 def close_sales(eventId: str) -> Response:  # noqa: N803
-    event_id = validation.parse_event_id(eventId)
-    event = organiser.close_sales(ticket_store(), current_caller(), event_id)
-    return Response(body=event.to_json(), status_code=200)
+    return _control(eventId, organiser.close_sales)
 
 
 @app.route("/events/{eventId}/reopen", methods=["POST"])
 @observe
 def reopen_sales(eventId: str) -> Response:  # noqa: N803
-    event_id = validation.parse_event_id(eventId)
-    event = organiser.reopen_sales(ticket_store(), current_caller(), event_id)
+    return _control(eventId, organiser.reopen_sales)
+
+
+def _control(event_id_text: str, act: Callable[[TicketStore, Caller, int], Event]) -> Response:
+    """An organiser's control of one event: the event as it is afterwards."""
+    event = act(ticket_store(), current_caller(), validation.parse_event_id(event_id_text))
     return Response(body=event.to_json(), status_code=200)
 
 

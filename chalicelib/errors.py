@@ -106,6 +106,18 @@ class InvalidWindow(BookingError):
         )
 
 
+class ChangeInterrupted(BookingError):
+    """A change of several steps was refused after its first steps were applied (HTTP 409):
+    a concurrent change or the event's cancellation overtook it. Every committed step
+    kept every invariant; the message says how far it got and why it stopped."""
+
+    def __init__(self, event_id: int, steps: int, total: int, reason: str) -> None:
+        super().__init__(
+            f"event {event_id}: this change stopped after {steps} of its steps were applied"
+            f" (its settings, and capacity raised to {total:,}), because {reason}"
+        )
+
+
 class CapacityBelowBooked(BookingError):
     """Capacity may not drop below the tickets already booked (HTTP 409)."""
 

@@ -96,16 +96,20 @@ def json_body() -> dict[str, Any]:
     return parsed
 
 
+#: The only bytes JSON allows around a value (RFC 8259): not form feeds or vertical tabs.
+JSON_WHITESPACE = b" \t\r\n"
+
+
 def _refuse_any_body(request: Request) -> None:
     """A write that takes no body accepts none (or JSON ``null``), or an empty object:
     like an unknown field anywhere else, anything sent is refused rather than ignored
     (cancelling an event cannot be undone, so a request that meant something else
     must not pass for it). Reads ignore bodies, as documented."""
-    if request_bytes(request).strip() in (b"", b"null"):
+    if request_bytes(request).strip(JSON_WHITESPACE) in (b"", b"null"):
         return
     fields = json_body()
     if fields:
-        raise InvalidRequest(next(iter(fields)), "this operation takes no body")
+        raise InvalidRequest(next(iter(fields)) or "body", "this operation takes no body")
 
 
 class RequestObserver:

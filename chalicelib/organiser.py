@@ -16,8 +16,10 @@ from dataclasses import replace
 from chalicelib.booking import get_event
 from chalicelib.clock import now_ms
 from chalicelib.errors import (
+    BookingError,
     CapacityBelowBooked,
     CapBelowWaiting,
+    ChangeInterrupted,
     ConditionFailed,
     EventCancelled,
     ServiceBusy,
@@ -69,7 +71,13 @@ def change_event(
     event = owned_event(store, caller, event_id)
     steps = losses = 0
     while True:
-        target = _check_change(event, change)
+        try:
+            target = _check_change(event, change)
+        except BookingError as refusal:
+            if steps == 0:
+                raise
+            # A rival's change (or the event's cancellation) overtook this one midway.
+            raise ChangeInterrupted(event_id, steps, event.total_tickets, str(refusal)) from None
         heads: list[Place] = []
         new_total = target
         if target > event.total_tickets and event.waiting_list_count > 0:

@@ -16,9 +16,13 @@ the server, its request handling and its thread per request stay chalice's:
   (The app's 16 KiB limit still answers 413 for anything between.)
 * **Access log.** chalice logs each request line, query string included; a
   client that puts an email in a URL would see it printed in clear. The line is
-  logged without its query string, and with any path segment that holds an
-  ``@`` (or ``%40``) replaced by ``{redacted}``: the deployed access log
+  logged without its query string, and every line the server logs (its own
+  errors quote the raw request line) with any run of text that holds an ``@``
+  (or ``%40``, ``%2540``...) replaced by ``{redacted}``: the deployed access log
   records the route's template (``resourcePath``), never the path as sent.
+* **Chunked bodies.** chalice local never reads a ``Transfer-Encoding: chunked``
+  body: the request would run as if it had none, and the chunks would be read
+  as the next request. Such a request is refused with 411.
 * **Unknown routes.** chalice imitates API Gateway's 403 for a path no route
   matches, which, when the request carries an ``Authorization`` header, quotes
   that header back: the caller's bearer token in a response body, for any proxy
@@ -46,8 +50,8 @@ LISTEN_BACKLOG = 1024
 #: API Gateway's payload limit for a REST API.
 GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024
 _QUERY = re.compile(r"\?\S*")
-#: A path segment that may hold an email address.
-_ADDRESS_SEGMENT = re.compile(r"/[^/\s]*(?:@|%40)[^/\s]*", re.IGNORECASE)
+#: Any run of text that may hold an email address: an ``@``, percent-encoded once or more.
+_ADDRESS = re.compile(r"[^/\s'\"]*(?:@|%(?:25)*40)[^/\s'\"]*", re.IGNORECASE)
 
 
 def _refuse(handler: Any, status: int, code: str, message: str) -> None:
@@ -63,6 +67,11 @@ def _refuse(handler: Any, status: int, code: str, message: str) -> None:
 
 def _handle_within_the_gateways_limit(original: Any) -> Any:
     def handle(self: Any) -> None:
+        if self.headers.get("transfer-encoding") is not None:
+            # chalice local never reads a chunked body: the request would run as if it
+            # had none, and the chunks would be read as the next request.
+            _refuse(self, 411, "LengthRequired", "send the body with a Content-Length")
+            return
         declared = self.headers.get("content-length", "0").strip()
         if not declared.isascii() or not declared.isdigit():
             _refuse(self, 400, "BadRequestError", "Content-Length must be a whole number")
@@ -91,8 +100,17 @@ def _no_route_without_echo(original: Any) -> Any:
 
 
 def _log_request_without_query(self: Any, code: Any = "-", size: Any = "-") -> None:
-    line = _ADDRESS_SEGMENT.sub("/{redacted}", _QUERY.sub("", self.requestline))
-    self.log_message('"%s" %s %s', line, str(code), str(size))
+    self.log_message('"%s" %s %s', _QUERY.sub("", self.requestline), str(code), str(size))
+
+
+def _log_message_without_addresses(original: Any) -> Any:
+    """Every line the server logs (requests, and its own errors, which quote the raw
+    request line) with anything that may be an address replaced by ``{redacted}``."""
+
+    def log_message(self: Any, format: str, *args: Any) -> None:
+        original(self, "%s", _ADDRESS.sub("{redacted}", format % args))
+
+    return log_message
 
 
 def adjust_chalice_local() -> None:
@@ -103,6 +121,7 @@ def adjust_chalice_local() -> None:
     for method in ("GET", "PUT", "POST", "HEAD", "DELETE", "PATCH", "OPTIONS"):
         setattr(handler, f"do_{method}", guarded)
     handler.log_request = _log_request_without_query  # type: ignore[method-assign]
+    handler.log_message = _log_message_without_addresses(handler.log_message)  # type: ignore[method-assign]
     gateway = local.LocalGateway
     gateway.handle_request = _no_route_without_echo(gateway.handle_request)  # type: ignore[method-assign]
 

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -749,6 +750,40 @@ def _send(
     return response.status, json.loads(raw) if raw else None
 
 
+def _send_raw(host: str, port: int, data: bytes) -> bytes:
+    """Bytes as sent, whatever HTTP makes of them; the server's answer, whole."""
+    with socket.create_connection((host, port), timeout=30) as connection:
+        connection.sendall(data)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_chunked_body_is_refused_not_ignored(
+    chalice_local: tuple[str, int, TicketStore], issuer: LocalIssuer
+) -> None:
+    """chalice local never reads a chunked body: it would have run the request as if it
+    had none (a cancellation with a body it must refuse, say) and read the chunks as
+    the next request. 411, and the connection closed."""
+    host, port, _ = chalice_local
+    token = issuer.token("bob@example.com")
+    body = b'{"eventId": 1, "dryRun": true}'
+    request = (
+        b"POST /cancel HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer "
+        + token.encode()
+        + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + f"{len(body):x}".encode()
+        + b"\r\n"
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    answer = _send_raw(host, port, request)
+    assert answer.startswith(b"HTTP/1.0 411") or answer.startswith(b"HTTP/1.1 411"), answer
+    assert answer.count(b"HTTP/1.") == 1  # the chunks were not read as another request
+
+
 @pytest.mark.dynamodb_local
 @pytest.mark.parametrize("case", HOSTILE, ids=[case.name for case in HOSTILE])
 def test_raw_bytes_over_http_get_the_same_answers(
@@ -800,6 +835,14 @@ def test_the_servers_access_log_never_shows_a_query_string_or_an_address(
     # ... or in its path: the route's parameter, or a path no route has.
     assert _send(host, port, "GET", "/status/carol@example.com", None)[0] == 400
     assert _send(host, port, "GET", "/nosuch/dave%40example.com/x", None)[0] == 403
+    # ... or in a request line the server cannot parse, which its error lines quote.
+    for raw_line in (
+        b"GET erin@example.com HTTP/1.1",
+        b"GET /x frank@example.com HTTP/1.1",
+        b"gina@example.com / HTTP/1.1",
+        b"GET /events/1 HTTP/1.1 hugo%2540example.com",
+    ):
+        _send_raw(host, port, raw_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
     time.sleep(0.5)  # the access-log line is written after the answer
     log = SERVER_LOGS[port]
     text = log.read_text(errors="replace")
@@ -807,6 +850,9 @@ def test_the_servers_access_log_never_shows_a_query_string_or_an_address(
     assert '"GET /status/{redacted} HTTP/1.1" 400' in text
     assert "bob" not in text and "userEmail" not in text and "cursor=" not in text
     assert "carol" not in text and "dave" not in text
+    for name in ("erin", "frank", "gina", "hugo"):
+        assert name not in text, name
+    assert "{redacted}" in text
 
 
 @pytest.mark.dynamodb_local

@@ -15,6 +15,7 @@ from chalicelib import booking, models, organiser
 from chalicelib.audit import audit_event
 from chalicelib.clock import iso_from_ms, ms_from_datetime
 from chalicelib.contract.operations import BY_ID
+from chalicelib.identity.access import Caller
 from chalicelib.storage import TicketStore
 from tests.conftest import Api
 from tests.test_validation import table_snapshot
@@ -191,6 +192,38 @@ def test_a_raise_for_a_long_list_answers_202_and_the_same_patch_continues(
     assert answers[-1].body["availableTickets"] == 2
     assert all(standing(api, event_id, p) == ("BOOKED", None) for p in waiting)
     assert_clean(store, event_id)
+
+
+def test_a_raise_overtaken_midway_says_how_far_it_got(
+    api: Api, store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first step of a raise to 3 (renaming the event), a rival raises to 6: the
+    rest of the raise would lower capacity, so it stops with a 409 that says what was
+    applied, not one that reads as if nothing was."""
+    monkeypatch.setattr(organiser, "PROMOTIONS_PER_TRANSACTION", 1)
+    event_id = api.create_event(1)
+    fill(api, event_id, ["holder@example.com", *(f"w{n}@example.com" for n in range(1, 6))])
+    original = TicketStore.change_event
+    rival_done = False
+
+    def rival_after_the_first_step(self: TicketStore, *args: Any) -> None:
+        nonlocal rival_done
+        original(self, *args)
+        if not rival_done:
+            rival_done = True
+            owner = booking.get_event(self, event_id).owner_id
+            rival = Caller(subject=str(owner), email="org@example.com", is_organiser=True)
+            with monkeypatch.context() as inner:
+                inner.setattr(TicketStore, "change_event", original)
+                organiser.change_event(self, rival, event_id, models.EventChange(total_tickets=6))
+
+    monkeypatch.setattr(TicketStore, "change_event", rival_after_the_first_step)
+    reply = control(api, "change_event", event_id, {"totalTickets": 3, "name": "Renamed"})
+    assert reply.status == 409, reply
+    assert reply.body["Message"].startswith(
+        f"event {event_id}: this change stopped after 1 of its steps were applied"
+    )
+    assert api.get(f"/events/{event_id}").body["name"] == "Renamed"
 
 
 def test_lowering_capacity_stops_at_the_number_booked(api: Api, store: TicketStore) -> None:

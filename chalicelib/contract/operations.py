@@ -250,7 +250,9 @@ OPERATIONS: tuple[Operation, ...] = (
             404: UNKNOWN_EVENT,
             409: Answer(
                 "The event was cancelled, capacity would drop below the tickets booked, or"
-                " the waiting-list cap below the people waiting; the message says which",
+                " the waiting-list cap below the people waiting; or a concurrent change"
+                " overtook a raise of several steps after its first ones were applied. The"
+                " message says which, and how far such a raise got",
                 "Error",
             ),
             422: BAD_WINDOW,

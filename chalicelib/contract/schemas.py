@@ -286,15 +286,22 @@ STANDING = _object(
     },
 )
 _TIME = {"type": "string", "format": "date-time"}
+
+
+def _held_or_released(status: str) -> Schema:
+    """A list entry's status: what the person holds, or RELEASED once the event is cancelled."""
+    return {
+        "type": "string",
+        "enum": [status, "RELEASED"],
+        "description": "RELEASED: the organiser cancelled the event",
+    }
+
+
 ATTENDEE = _object(
     ["userEmail", "status", "bookedAt", "promotedFromWaitingList"],
     {
         "userEmail": _NORMALISED_EMAIL,
-        "status": {
-            "type": "string",
-            "enum": ["BOOKED", "RELEASED"],
-            "description": "RELEASED: the organiser cancelled the event",
-        },
+        "status": _held_or_released("BOOKED"),
         "bookedAt": {**_TIME, "description": "when the ticket was taken: booked, or promoted"},
         "promotedFromWaitingList": {"type": "boolean"},
     },
@@ -304,11 +311,7 @@ WAITING_ENTRY = _object(
     {
         "position": {**_POSITION, "type": ["integer", "null"], "description": "null once RELEASED"},
         "userEmail": _NORMALISED_EMAIL,
-        "status": {
-            "type": "string",
-            "enum": ["WAITLISTED", "RELEASED"],
-            "description": "RELEASED: the organiser cancelled the event",
-        },
+        "status": _held_or_released("WAITLISTED"),
         "joinedAt": {**_TIME, "description": "when they joined the waiting list"},
     },
 )
