@@ -28,6 +28,9 @@ def table_snapshot(store: TicketStore) -> list[dict[str, Any]]:
         ({"name": "x" * 201, "totalTickets": 10}, "name"),
         ({"name": "\u200b\u200d\ufeff", "totalTickets": 10}, "name"),  # nothing visible
         ({"name": "Gig \u202egnol", "totalTickets": 10}, "name"),  # reads as "Gig long"
+        ({"name": "\u2800\u2800", "totalTickets": 10}, "name"),  # Braille blanks
+        ({"name": "\u0300\u20dd", "totalTickets": 10}, "name"),  # marks with nothing to mark
+        ({"name": "\ue000\ufff9", "totalTickets": 10}, "name"),  # private use, annotation
         ({"name": "Gig"}, "totalTickets"),
         ({"name": "Gig", "totalTickets": "5"}, "totalTickets"),
         ({"name": "Gig", "totalTickets": 5.5}, "totalTickets"),

@@ -46,11 +46,17 @@ EMAIL_PATTERN = (
 #: Bidirectional embedding, override and isolate controls: they make a name read
 #: otherwise than it is stored (a right-to-left override reverses what follows).
 _BIDI_CONTROL = r"\u202a-\u202e\u2066-\u2069"
-#: Characters that show nothing (zero-width spaces and joiners, marks, fillers,
-#: variation selectors, the byte-order mark): allowed, but not as a name's only content.
+#: Characters that show nothing, or nothing of their own: zero-width spaces and
+#: joiners, invisible operators and deprecated format characters, fillers, the
+#: Braille blank, variation selectors, the byte-order mark, interlinear annotation
+#: marks, noncharacters, private-use characters, and combining marks (they show only
+#: on a base character). Allowed inside a name, but not as its only content. (Only
+#: the BMP: ranges beyond it made the schema-driven test generators crawl.)
 _INVISIBLE = (
     r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
-    r"\u2060-\u2065\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    r"\u2060-\u2065\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\ufffe\uffff"
+    r"\ue000-\uf8ff\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff"
+    r"\ufe20-\ufe2f"
 )
 _NOT_IN_NAME = _CONTROL + _BIDI_CONTROL
 #: A name holds no control character and at least one visible character.
