@@ -323,6 +323,12 @@ def _waitlisted_outcome(
     exactly, so the client is asked to look again instead of being told a guess.
     """
     snapshot = store.snapshot(event_id, email, wait_key)
+    if snapshot.event is not None:
+        # The event as it stood after this join: its lastWaitKey is this key or a later
+        # one. The next join from this instance starts after it, so a rush whose keys
+        # run ahead of the clock (more than one join a millisecond) does not make every
+        # join of a stale instance lose its first attempt. Free: the snapshot read it.
+        sold_out_hints.remember(store.table_name, snapshot.event)
     place = snapshot.place
     if place is not None and place.wait_key == wait_key:
         return BookingOutcome(Status.WAITLISTED, snapshot.position(), replayed=replayed)

@@ -131,6 +131,24 @@ def test_a_stale_sold_out_hint_still_books_a_freed_ticket(api: Api) -> None:
     assert (status["availableTickets"], status["waitingListCount"]) == (0, 0)
 
 
+def test_joins_whose_keys_run_ahead_of_the_clock_still_cost_two_requests(
+    api: Api, requests_made: RequestMeter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than one join a millisecond: keys run ahead of the wall clock. Each join's
+    snapshot tells this instance the newest key, so the next join starts after it
+    instead of losing a first attempt to its own previous join."""
+    event_id = api.create_event(1)
+    api.book(event_id, "holder@example.com")
+    monkeypatch.setattr(booking, "wait_key_now", lambda: 5)  # the clock stands still
+    api.book(event_id, "w0@example.com")  # learns "sold out" and joins with key 5
+    for n in range(1, 4):  # keys 6, 7, 8: all ahead of the clock
+        assert measured(requests_made, lambda n=n: api.book(event_id, f"w{n}@example.com")) == {
+            "TransactWriteItems": 1,
+            "TransactGetItems": 1,
+        }, n
+    assert api.standing(event_id, "w3@example.com").body["position"] == 4
+
+
 def test_a_cancellation_that_loses_the_head_promotes_the_next_in_line(
     api: Api, requests_made: RequestMeter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
