@@ -34,6 +34,7 @@ from chalicelib.errors import (
     SalesClosed,
     WaitingListFull,
 )
+from chalicelib.hints import SoldOutHints
 from chalicelib.identity.access import Caller
 from chalicelib.models import EventChange, Status
 from chalicelib.storage import TicketStore
@@ -116,12 +117,17 @@ def a_stale_sold_out_hint_still_books_a_freed_ticket(
 def a_lagging_clock_still_queues_in_order(
     store: TicketStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two joins compute the same key (a clock behind the stored keys, a stale hint)."""
+    """Two joins compute the same key (a clock behind the stored keys, a stale hint):
+    another instance saw the event sold out before w1 joined, and acts on that."""
     event_id = new_event(store, 1)
     booking.book_ticket(store, event_id, "holder@example.com")
+    before_w1 = store.get_event(event_id)
+    assert before_w1 is not None
     monkeypatch.setattr(booking, "wait_key_now", lambda: 5)
     booking.book_ticket(store, event_id, "w1@example.com")  # learns "sold out", joins with 5
-    booking.book_ticket(store, event_id, "w2@example.com")  # the hint's lastWaitKey is old: 5 again
+    monkeypatch.setattr(booking, "sold_out_hints", SoldOutHints())  # the other instance...
+    booking.sold_out_hints.remember(store.table_name, before_w1)  # ...whose lastWaitKey is old
+    booking.book_ticket(store, event_id, "w2@example.com")  # so it computes 5 again
     assert standing(store, event_id, "w2@example.com") == (Status.WAITLISTED, 2)
     assert_clean(store, event_id)
 
