@@ -112,6 +112,9 @@ class ChangeInterrupted(BookingError):
     kept every invariant; the message says how far it got and why it stopped."""
 
     def __init__(self, event_id: int, steps: int, total: int, reason: str) -> None:
+        self.steps = steps
+        #: The capacity this change's last applied step set.
+        self.total = total
         super().__init__(
             f"event {event_id}: this change stopped after {steps} of its steps were applied"
             f" (its settings, and capacity raised to {total:,}), because {reason}"

@@ -70,6 +70,7 @@ def change_event(
     """
     event = owned_event(store, caller, event_id)
     steps = losses = 0
+    applied = event.total_tickets  # the total this change's last committed step set
     while True:
         try:
             target = _check_change(event, change)
@@ -77,7 +78,7 @@ def change_event(
             if steps == 0:
                 raise
             # A rival's change (or the event's cancellation) overtook this one midway.
-            raise ChangeInterrupted(event_id, steps, event.total_tickets, str(refusal)) from None
+            raise ChangeInterrupted(event_id, steps, applied, str(refusal)) from None
         heads: list[Place] = []
         new_total = target
         if target > event.total_tickets and event.waiting_list_count > 0:
@@ -99,7 +100,7 @@ def change_event(
             event = failure.old_event or get_event(store, event_id)
             store.back_off(losses)
             continue
-        steps, losses = steps + 1, 0
+        steps, losses, applied = steps + 1, 0, new_total
         event = get_event(store, event_id)
         if new_total == target:
             return event, True
