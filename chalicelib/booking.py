@@ -164,8 +164,7 @@ def book_ticket(
             store.join_waitlist(event_id, email, wait_key, request_key, now)
             return _waitlisted_outcome(store, event_id, email, wait_key, replayed=False)
         except ConditionFailed as failure:
-            if failure.old_event is not None and failure.old_event.cancelled:
-                raise EventCancelled(event_id) from None
+            _refuse_if_cancelled(event_id, failure)
             existing = failure.place(Role.PERSON)
             if existing is not None:
                 if request_key and existing.request_key == request_key:

@@ -177,7 +177,6 @@ def cancel_and_promote(
 def _promotion(table: str, event_id: int, head: Place, now: str, booking_key: int) -> Operation:
     """``head``'s waiting place becomes a ticket, if it still waits with the key read, and
     joins the attendee list at ``booking_key``."""
-    assert head.wait_key is not None, "only a waiting place can be promoted"
     promote = Condition(
         PROMOTE,
         {"#status": "status"},
@@ -189,7 +188,7 @@ def _promotion(table: str, event_id: int, head: Place, now: str, booking_key: in
         },
     )
     key = schema.person_key(event_id, head.email)
-    return (Role.HEAD, _update(table, key, promote, waits_with_key(head.wait_key)))
+    return (Role.HEAD, _update(table, key, promote, waits_with_key(_wait_key(head))))
 
 
 def leave_waitlist(table: str, event_id: int, email: str, wait_key: int) -> list[Operation]:
