@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, SQSEvent
+from chalice.app import (
+    Chalice,
+    CloudWatchEvent,
+    DynamoDBEvent,
+    Rate,
+    Request,
+    Response,
+    SQSEvent,
+)
 
 from chalicelib import audit, booking, csv_answers, organiser, organiser_lists, validation
 from chalicelib.audit import fanout
@@ -24,6 +32,7 @@ from chalicelib.errors import InvalidRequest
 from chalicelib.http import RequestObserver, json_body
 from chalicelib.identity.access import Caller, current_caller
 from chalicelib.models import Event, Standing, Status
+from chalicelib.notifications import settings as notification_settings
 from chalicelib.observability import count, flush_metrics
 from chalicelib.storage import TicketStore, ticket_store
 
@@ -321,3 +330,20 @@ def _time_left(lambda_context: Any) -> Callable[[], int]:
     """The invocation's remaining milliseconds, as the Lambda context tells them."""
     remaining: Callable[[], int] = lambda_context.get_remaining_time_in_millis
     return remaining
+
+
+@app.on_dynamodb_record(
+    stream_arn=notification_settings.STREAM_PLACEHOLDER_ARN,
+    batch_size=100,
+    starting_position="TRIM_HORIZON",
+)
+def notify_changes(event: DynamoDBEvent) -> dict[str, Any]:
+    """The table's stream: each change of a place or an event becomes domain events, which
+    send emails and queue organisers' webhooks (each once per domain event id)."""
+    raise NotImplementedError("work in progress: issue 15")
+
+
+@app.on_sqs_message(queue=notification_settings.WEBHOOK_QUEUE_NAME, batch_size=1)
+def deliver_webhooks(event: SQSEvent) -> None:
+    """One webhook delivery attempt per message; a failure is queued again with back-off."""
+    raise NotImplementedError("work in progress: issue 15")

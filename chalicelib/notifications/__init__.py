@@ -1,0 +1,1 @@
+"""Notifications: domain events from the table stream, and the emails they send."""
