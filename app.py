@@ -32,6 +32,7 @@ from chalicelib.errors import InvalidRequest
 from chalicelib.http import RequestObserver, json_body
 from chalicelib.identity.access import Caller, current_caller
 from chalicelib.models import Event, Standing, Status
+from chalicelib.notifications import dispatch
 from chalicelib.notifications import settings as notification_settings
 from chalicelib.observability import count, flush_metrics
 from chalicelib.storage import TicketStore, ticket_store
@@ -339,8 +340,16 @@ def _time_left(lambda_context: Any) -> Callable[[], int]:
 )
 def notify_changes(event: DynamoDBEvent) -> dict[str, Any]:
     """The table's stream: each change of a place or an event becomes domain events, which
-    send emails and queue organisers' webhooks (each once per domain event id)."""
-    raise NotImplementedError("work in progress: issue 15")
+    send emails and queue organisers' webhooks (each once per domain event id).
+
+    Answers the records that failed (Lambda's partial batch response): Lambda retries
+    from the first of them; what happened before it is not repeated.
+    """
+    try:
+        failed = dispatch.dispatcher(ticket_store()).handle(r.to_dict() for r in event)
+        return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+    finally:
+        flush_metrics()
 
 
 @app.on_sqs_message(queue=notification_settings.WEBHOOK_QUEUE_NAME, batch_size=1)

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from chalicelib.notifications.settings import MAIL_OUTBOX_ENV
 from chalicelib.observability import KEY_ENV
 from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
 from devtools.dynamodb_local import (
@@ -52,6 +53,10 @@ START_TIMEOUT = 60.0
 
 #: make dev's own secrets (git-ignored): made once, kept across runs.
 LOCAL_SECRETS = ROOT / ".local"
+#: Where make dev's emails land, one ``.eml`` file each (git-ignored; not watched).
+OUTBOX = ROOT / "outbox"
+#: How far the notifier has read the table's stream: a file next to the data (not watched).
+STREAM_CHECKPOINT = "stream-checkpoint.json"
 
 Snapshot = dict[str, tuple[int, int]]
 
@@ -105,29 +110,16 @@ def changed_files(before: Snapshot, after: Snapshot) -> list[str]:
     )
 
 
-class LocalApi:
-    """``chalice local`` (through ``devtools.local_api``) as a child process."""
+class Child:
+    """A child process in its own session, stopped with everything it started."""
 
-    def __init__(self, stage: str, port: int, env: dict[str, str]) -> None:
-        self.port = port
-        self.command = [
-            sys.executable,
-            "-m",
-            "devtools.local_api",
-            "local",
-            "--stage",
-            stage,
-            "--host",
-            API_HOST,
-            "--port",
-            str(port),
-            "--no-autoreload",
-        ]
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.command = command
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> bool:
-        """Start the API; True once it accepts connections, False if it exited."""
+        """Start it; True once it is ready (``ready``), False if it exited first."""
         self.process = subprocess.Popen(
             self.command,
             cwd=ROOT,
@@ -141,10 +133,13 @@ class LocalApi:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 return False
-            if port_in_use(self.port):
+            if self.ready():
                 return True
             time.sleep(0.1)
         return False
+
+    def ready(self) -> bool:
+        return True
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -163,7 +158,75 @@ class LocalApi:
         self.process = None
 
 
-def serve_and_reload(api: LocalApi, root: Path = ROOT) -> None:
+class LocalApi(Child):
+    """``chalice local`` (through ``devtools.local_api``)."""
+
+    def __init__(self, stage: str, port: int, env: dict[str, str]) -> None:
+        self.port = port
+        command = [
+            sys.executable,
+            "-m",
+            "devtools.local_api",
+            "local",
+            "--stage",
+            stage,
+            "--host",
+            API_HOST,
+            "--port",
+            str(port),
+            "--no-autoreload",
+        ]
+        super().__init__(command, env)
+
+    def ready(self) -> bool:
+        return port_in_use(self.port)
+
+
+class Notifier(Child):
+    """``devtools.stream_poller``: the table's stream fed to ``app.notify_changes``, and due
+    webhook deliveries to ``app.deliver_webhooks``; emails land in ``outbox/``.
+
+    Its environment is the stage's, as chalice local gives the API (the stage's
+    variables override the shell's).
+    """
+
+    def __init__(
+        self, stage: str, endpoint: str, table: str, data_dir: Path, env: dict[str, str]
+    ) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "devtools.stream_poller",
+            "--endpoint",
+            endpoint,
+            "--table",
+            table,
+            "--checkpoint",
+            str(data_dir / STREAM_CHECKPOINT),
+        ]
+        super().__init__(command, {**env, **stage_environment(stage), MAIL_OUTBOX_ENV: str(OUTBOX)})
+
+
+class Services:
+    """What a source change restarts: the API and the notifier, together."""
+
+    def __init__(self, api: LocalApi, notifier: Notifier) -> None:
+        self.api = api
+        self.notifier = notifier
+
+    def start(self) -> bool:
+        return self.notifier.start() and self.api.start()
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.notifier.stop()
+
+    def exit_code(self) -> int | None:
+        api = self.api.exit_code()
+        return api if api is not None else self.notifier.exit_code()
+
+
+def serve_and_reload(api: Services, root: Path = ROOT) -> None:
     """Restart ``api`` whenever a source file changes, until interrupted.
 
     A crashed API (say, a syntax error in app.py) is reported once and started
@@ -240,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         # make dev plays the token issuer: make token signs with the same key.
         **LocalIssuer(LOCAL_SECRETS).environment,
     }
-    api = LocalApi(args.stage, args.api_port, env)
+    api = Services(
+        LocalApi(args.stage, args.api_port, env),
+        Notifier(args.stage, endpoint, table, data_dir, env),
+    )
     try:
         created = create_table_if_missing(local_client(endpoint), table)
         print(
@@ -249,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         print(f"API on http://{API_HOST}:{args.api_port}  (Ctrl-C stops both)", flush=True)
+        print(f"emails are written to {OUTBOX}/ (one .eml file each)", flush=True)
         if not api.start():
             return api.exit_code() or 1
         print("edits to app.py, chalicelib/ and .chalice/config.json reload the API", flush=True)

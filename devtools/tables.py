@@ -32,6 +32,7 @@ def create_table_if_missing(client: Any, table_name: str, protect: bool = False)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ResourceInUseException":
             raise
+        enable_stream_if_missing(client, table_name)
         return False
     client.get_waiter("table_exists").wait(
         TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
@@ -41,6 +42,24 @@ def create_table_if_missing(client: Any, table_name: str, protect: bool = False)
             TableName=table_name,
             PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
         )
+    return True
+
+
+def enable_stream_if_missing(client: Any, table_name: str) -> bool:
+    """Give a table made before notifications existed its stream; True if it was enabled now.
+
+    ``make dev`` keeps its data across versions: a table created by an older
+    version has no stream, and notifications would silently never happen.
+    """
+    described = client.describe_table(TableName=table_name)["Table"]
+    if described.get("StreamSpecification", {}).get("StreamEnabled"):
+        return False
+    client.update_table(
+        TableName=table_name, StreamSpecification=TABLE_DEFINITION["StreamSpecification"]
+    )
+    client.get_waiter("table_exists").wait(
+        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
     return True
 
 

@@ -18,6 +18,8 @@ write restarted ``chalice local``.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import http.client
 import json
 import os
@@ -30,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,35 @@ def make_dev(
     assert "stopped the API and DynamoDB Local" in run.output, run.output
     # make found everything installed: the copy shares the checkout's .venv and node_modules.
     assert "pip install" not in run.output and "npm ci" not in run.output, run.output
+
+
+Mail = tuple[str, str]
+
+
+def read_emails(outbox: Path) -> list[Mail]:
+    """(To, Subject) of every email in ``outbox``."""
+    found: list[Mail] = []
+    for path in sorted(outbox.glob("*.eml")) if outbox.is_dir() else []:
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        found.append((str(parsed["To"]), str(parsed["Subject"])))
+    return found
+
+
+def _to(mails: list[Mail], people: set[str]) -> list[Mail]:
+    return [mail for mail in mails if mail[0] in people]
+
+
+def wait_for_emails(
+    outbox: Path, enough: Callable[[list[Mail]], bool], timeout: float = 60
+) -> list[Mail]:
+    deadline = time.monotonic() + timeout
+    while True:
+        mails = read_emails(outbox)
+        if enough(mails):
+            return mails
+        if time.monotonic() > deadline:
+            pytest.fail(f"outbox/ never had the emails expected: {Counter(mails)}")
+        time.sleep(0.25)
 
 
 def _answers(url: str) -> bool:
@@ -302,6 +333,32 @@ def test_make_dev_holds_up_under_a_real_client(tmp_path: Path) -> None:
         assert report.clean, report.to_json()
         assert status_after["bookedTickets"] == RUSH_TICKETS
         assert status_after["waitingListCount"] == RUSH_CLIENTS - RUSH_TICKETS
+
+        # Notifications: the notifier reads DynamoDB Local's stream and writes each email
+        # to outbox/ in the clone; writing there restarts nothing. The organiser cancels
+        # one ticket at the box office, and the head of the list is told, once.
+        outbox = project / "outbox"
+        rush_people = {f"rush{n}@example.com" for n in range(RUSH_CLIENTS)}
+        first = wait_for_emails(outbox, lambda mails: len(_to(mails, rush_people)) >= RUSH_CLIENTS)
+        subjects = Counter(subject for to, subject in _to(first, rush_people))
+        assert subjects == {
+            "Your ticket for rush": RUSH_TICKETS,
+            "You are on the waiting list for rush": RUSH_CLIENTS - RUSH_TICKETS,
+        }, subjects
+        lists = f"{base_url}/events/{rush_event}"
+        head = _get(f"{lists}/waiting-list?limit=1", organiser)["waitingList"][0]["userEmail"]
+        holder = _get(f"{lists}/attendees?limit=1", organiser)["attendees"][0]["userEmail"]
+        status, cancelled = _post(
+            base_url + "/cancel", {"eventId": rush_event, "userEmail": holder}, organiser
+        )
+        assert status == 200 and cancelled["ticketPassedToWaitingList"], cancelled
+        promoted = (head, "You have a ticket for rush")
+        wait_for_emails(outbox, lambda mails: promoted in mails)
+        time.sleep(2)  # a second copy, if any, would be written by now
+        final = read_emails(outbox)
+        assert final.count(promoted) == 1
+        assert final.count((holder, "Your booking for rush is cancelled")) == 1
+        assert run.restarts() == 0, run.output
 
         # 3. Editing the source reloads the API, and the next request sees the edit.
         restarts_before, seen = run.restarts(), len(run.lines)

@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from chalicelib.audit.cursor import EventCursor
 from chalicelib.audit.findings import EventVerdict
@@ -74,7 +74,8 @@ def sqs_client() -> Queue:
     if client is None:
         import boto3
 
-        client = _clients.setdefault(region, boto3.client("sqs", region_name=region))
+        created = cast(Queue, boto3.client("sqs", region_name=region))
+        client = _clients.setdefault(region, created)
     return client
 
 

@@ -131,7 +131,8 @@ def _place_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, 
     if not old and after == Status.BOOKED:
         return [(PLACE_BOOKED, {})]
     if not old and after == Status.WAITLISTED:
-        return [(PLACE_WAITLISTED, {})]
+        # The key lets the handler read this join's position (and see if it still waits).
+        return [(PLACE_WAITLISTED, {"waitKey": _number(new, "waitKey")})]
     if not new and before == Status.BOOKED:
         return [(PLACE_CANCELLED, {})]
     if not new and before == Status.WAITLISTED:

@@ -21,7 +21,17 @@ event                                     digits>``              newest first (w
 position index      ``EVENT#<id>``        ``RANK#<level>#<n>``   a waiting person's position in
 node                                                             a fixed number of reads, at any
                                                                  list length (``ranks``)
+notice              ``NOTICE#<domain      ``NOTICE#<effect>``    once per domain event and effect
+                    event id>``                                  (an email, the webhooks): claimed
+                                                                 before, marked done after
+                                                                 (``notices``); expires by TTL
 ==================  ====================  =====================  =================================
+
+Stream
+------
+The table's stream (new and old images) carries every change to
+``chalicelib.notifications``, which derives domain events from the event and
+place items and ignores the rest; the booking paths write nothing for it.
 
 Indexes
 -------
@@ -69,6 +79,9 @@ OWNED_EVENT_PREFIX = "EVENT#"
 OWNED_EVENT_DIGITS = 18
 EVENT_LIST_PARTITION = "EVENTS"
 ATTENDEES_PREFIX = "ATTENDEES#"
+NOTICE_PREFIX = "NOTICE#"
+#: The attribute DynamoDB's time to live deletes expired items by (notices only).
+EXPIRES_AT = "expiresAt"
 
 WAITING_LIST_INDEX = "WaitingList"
 EVENTS_BY_NEWEST_INDEX = "EventsByNewest"
@@ -108,6 +121,8 @@ TABLE_DEFINITION: dict[str, Any] = {
         }
     ],
     "BillingMode": "PAY_PER_REQUEST",
+    # Notifications read every change from here (``chalicelib.notifications``).
+    "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
 }
 
 
@@ -170,6 +185,11 @@ def event_id_of_owned(sort_key: str) -> int:
 def attendee_partition(event_id: int) -> str:
     """The ``EventsByNewest`` partition of an event's ticket holders, in booking order."""
     return f"{ATTENDEES_PREFIX}{event_id}"
+
+
+def notice_key(domain_event_id: str, effect: str) -> Key:
+    """The marker that makes ``effect`` of one domain event happen once."""
+    return {"PK": {"S": NOTICE_PREFIX + domain_event_id}, "SK": {"S": NOTICE_PREFIX + effect}}
 
 
 def sequence_key() -> Key:

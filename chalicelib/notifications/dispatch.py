@@ -1,0 +1,168 @@
+"""The stream handler's work: each record's domain events, each effect once.
+
+For every domain event of a record (``domain_events.from_stream_record``) there
+are up to two effects, each behind its own notice marker (``storage.notices``):
+
+* ``email``: the email to the person concerned (``mail.compose``), sent by the
+  stage's mailer;
+* ``webhooks``: one queued delivery per endpoint of the event's organiser that
+  wants it (``chalicelib.webhooks``); the deliveries themselves, with their
+  retries, run elsewhere, so a slow endpoint never holds up the stream.
+
+Records are handled in stream order. The first record that fails stops the
+batch and is reported (``batchItemFailures``): Lambda retries from it, and the
+markers make everything before it that already happened happen only once.
+
+Cost, per domain event that has an effect: two small writes per effect (claim,
+done), one read of the event per batch, and for a waiting-list confirmation one
+``TransactGetItems`` for the position; none of it on the booking path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from chalicelib.clock import now_ms
+from chalicelib.models import Event, Status
+from chalicelib.notifications import domain_events as kinds
+from chalicelib.notifications import mail
+from chalicelib.notifications.domain_events import DomainEvent
+from chalicelib.observability import count, email_fingerprint, log_event
+from chalicelib.storage import TicketStore
+from chalicelib.storage.notices import Claim, NoticeLedger
+
+EMAIL = "email"
+WEBHOOKS = "webhooks"
+
+
+class NoticeBusy(Exception):
+    """Another handler holds a live claim on this effect: the record is retried later."""
+
+
+class Webhooks(Protocol):
+    """What the dispatcher needs of the organisers' webhooks."""
+
+    def wanted(self, owner_id: str, event_id: int) -> bool:
+        """Whether any enabled endpoint of ``owner_id`` wants events of ``event_id``."""
+        ...
+
+    def enqueue(self, owner_id: str, domain_event: DomainEvent) -> int:
+        """Queue one delivery per such endpoint; how many were queued."""
+        ...
+
+
+@dataclass
+class Dispatcher:
+    """Handles stream records for one invocation (its caches last one batch)."""
+
+    store: TicketStore
+    mailer: mail.Mailer
+    webhooks: Webhooks
+    clock: Callable[[], int] = now_ms
+    _events: dict[int, Event | None] = field(default_factory=dict)
+
+    def handle(self, records: Iterable[dict[str, Any]]) -> list[str]:
+        """Handle ``records`` in order; the sequence number of the first that failed, if any."""
+        ledger = NoticeLedger(self.store)
+        for record in records:
+            try:
+                for domain_event in kinds.from_stream_record(record):
+                    self._act(ledger, domain_event)
+            except Exception as error:
+                sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+                count("NotificationFailures", 1)
+                log_event(
+                    logging.WARNING if isinstance(error, NoticeBusy) else logging.ERROR,
+                    "notification failed; the stream retries from this record",
+                    exc_info=not isinstance(error, NoticeBusy),
+                    sequenceNumber=sequence,
+                    error=type(error).__name__,
+                )
+                return [sequence]
+        return []
+
+    def _event(self, event_id: int) -> Event | None:
+        if event_id not in self._events:
+            self._events[event_id] = self.store.get_event(event_id)
+        return self._events[event_id]
+
+    def _act(self, ledger: NoticeLedger, domain_event: DomainEvent) -> None:
+        event = self._event(domain_event.event_id)
+        if event is None:  # no code path deletes an event; nothing to tell
+            return
+        if domain_event.type == kinds.PLACE_WAITLISTED:
+            domain_event = self._with_position(domain_event)
+        wants_email = domain_event.email is not None and domain_event.type in mail.EMAILED
+        if wants_email:
+            self._once(ledger, domain_event, EMAIL, lambda: self._email(domain_event, event))
+        owner = event.owner_id
+        if owner is not None and self.webhooks.wanted(owner, event.event_id):
+            self._once(
+                ledger, domain_event, WEBHOOKS, lambda: self.webhooks.enqueue(owner, domain_event)
+            )
+
+    def _with_position(self, domain_event: DomainEvent) -> DomainEvent:
+        """The waiting-list event with the person's position now (None if they no longer
+        wait with the key this record gave them)."""
+        assert domain_event.email is not None
+        wait_key = domain_event.data.get("waitKey")
+        position: int | None = None
+        if isinstance(wait_key, int):
+            snapshot = self.store.snapshot(domain_event.event_id, domain_event.email, wait_key)
+            place = snapshot.place
+            if (
+                place is not None
+                and place.status == Status.WAITLISTED
+                and place.wait_key == wait_key
+                and snapshot.event is not None
+                and not snapshot.event.cancelled
+            ):
+                position = snapshot.position()
+        data = {k: v for k, v in domain_event.data.items() if k != "waitKey"}
+        return replace(domain_event, data={**data, "position": position})
+
+    def _email(self, domain_event: DomainEvent, event: Event) -> None:
+        position = domain_event.data.get("position")
+        message = mail.compose(
+            domain_event, event.name, position if isinstance(position, int) else None
+        )
+        if message is None:
+            return
+        self.mailer.send(message)
+        count("EmailsSent", 1)
+
+    def _once(
+        self, ledger: NoticeLedger, domain_event: DomainEvent, effect: str, act: Callable[[], Any]
+    ) -> None:
+        """Run ``act`` unless this effect of ``domain_event`` already happened."""
+        claim, until = ledger.claim(domain_event.id, effect, self.clock())
+        if claim == Claim.DONE:
+            log_event(logging.INFO, "notice already sent", notice=domain_event.id, effect=effect)
+            return
+        if claim == Claim.BUSY:
+            raise NoticeBusy(domain_event.id)
+        try:
+            act()
+        except Exception:
+            ledger.release(domain_event.id, effect, until)
+            raise
+        ledger.done(domain_event.id, effect, until)
+        log_event(
+            logging.INFO,
+            "notice sent",
+            notice=domain_event.id,
+            effect=effect,
+            type=domain_event.type,
+            eventId=domain_event.event_id,
+            person=email_fingerprint(domain_event.email) if domain_event.email else None,
+        )
+
+
+def dispatcher(store: TicketStore) -> Dispatcher:
+    """The stage's dispatcher: its mailer, and the organisers' webhooks."""
+    from chalicelib.notifications.webhook_link import OrganiserWebhooks
+
+    return Dispatcher(store, mail.mailer(), OrganiserWebhooks(store))

@@ -1,0 +1,344 @@
+"""Notifications: domain events from DynamoDB Local's stream, emails once per event.
+
+The stream is DynamoDB Local's own (the Streams API), read by the same poller
+``make dev`` runs (``devtools.stream_poller``), so the records are the real ones
+the service's writes make, transactions included.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.ses.models import ses_backends
+
+from chalicelib import booking, organiser
+from chalicelib.identity.access import Caller
+from chalicelib.models import EventChange
+from chalicelib.notifications import domain_events as kinds
+from chalicelib.notifications import mail
+from chalicelib.notifications.dispatch import Dispatcher
+from chalicelib.notifications.domain_events import DomainEvent
+from chalicelib.storage import TicketStore
+from chalicelib.storage.notices import CLAIM_LEASE_MS, Claim, NoticeLedger
+from devtools.stream_poller import StreamPoller
+from tests.conftest import ORGANISER_ID
+
+THE_ORGANISER = Caller(subject=ORGANISER_ID, email="organiser@example.com", is_organiser=True)
+SENDER = "tickets@example.com"
+
+
+@dataclass
+class NoWebhooks:
+    """An organiser without endpoints."""
+
+    def wanted(self, owner_id: str, event_id: int) -> bool:
+        return False
+
+    def enqueue(self, owner_id: str, domain_event: DomainEvent) -> int:
+        raise AssertionError("nothing is wanted")
+
+
+@dataclass
+class Collected:
+    """A handler that only derives domain events, as the records arrive."""
+
+    events: list[DomainEvent] = field(default_factory=list)
+
+    def __call__(self, lambda_event: dict[str, Any], context: Any) -> dict[str, Any]:
+        for record in lambda_event["Records"]:
+            self.events.extend(kinds.from_stream_record(record))
+        return {"batchItemFailures": []}
+
+
+def poller_for(store: TicketStore, handler: Any) -> StreamPoller:
+    streams = boto3.client(
+        "dynamodbstreams",
+        endpoint_url=store.client.meta.endpoint_url,
+        region_name="us-east-1",
+    )
+    return StreamPoller(store.client, streams, store.table_name, handler)
+
+
+@dataclass
+class CountingOutbox:
+    """The outbox, counting every send (a file written twice would look like one)."""
+
+    folder: Path
+    sent: list[str] = field(default_factory=list)
+
+    def send(self, message: mail.Email) -> None:
+        self.sent.append(message.notice_id)
+        mail.OutboxMailer(SENDER, self.folder).send(message)
+
+
+def outbox_handler(store: TicketStore, mailer: mail.Mailer) -> Any:
+    def handle(lambda_event: dict[str, Any], context: Any) -> dict[str, Any]:
+        dispatcher = Dispatcher(store, mailer, NoWebhooks())
+        failed = dispatcher.handle(lambda_event["Records"])
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in failed]}
+
+    return handle
+
+
+def read_outbox(outbox: Path) -> list[email.message.EmailMessage]:
+    messages = []
+    for path in sorted(outbox.glob("*.eml")):
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        messages.append(parsed)
+    return messages
+
+
+def subjects_by_person(outbox: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for message in read_outbox(outbox):
+        found.setdefault(str(message["To"]), []).append(str(message["Subject"]))
+    return {person: sorted(subjects) for person, subjects in found.items()}
+
+
+@pytest.mark.dynamodb_local
+def test_every_change_becomes_its_domain_event(local_store: TicketStore) -> None:
+    store = local_store
+    event = booking.create_event(store, "Gig", 1, owner_id=ORGANISER_ID)
+    event_id = event.event_id
+    booking.book_ticket(store, event_id, "ann@example.com", None)
+    booking.book_ticket(store, event_id, "bob@example.com", None)
+    booking.book_ticket(store, event_id, "cat@example.com", None)
+    booking.book_ticket(store, event_id, "dan@example.com", None)
+    booking.cancel_booking(store, event_id, "ann@example.com")  # bob is promoted
+    booking.cancel_booking(store, event_id, "dan@example.com")  # dan leaves the list
+    organiser.change_event(store, THE_ORGANISER, event_id, EventChange(total_tickets=3))
+    organiser.close_sales(store, THE_ORGANISER, event_id)
+    organiser.cancel_event(store, THE_ORGANISER, event_id)
+
+    collected = Collected()
+    poller_for(store, collected).drain()
+
+    seen = [(e.type, e.email) for e in collected.events]
+    # The position index and the organiser's items change too; they give no domain events.
+    # One transaction's records are neither atomic nor ordered together, so the whole is
+    # compared as a multiset; each item's own changes arrive in order (per person below).
+    assert sorted(seen, key=str) == sorted(
+        [
+            (kinds.PLACE_BOOKED, "ann@example.com"),
+            (kinds.PLACE_WAITLISTED, "bob@example.com"),
+            (kinds.PLACE_WAITLISTED, "cat@example.com"),
+            (kinds.PLACE_WAITLISTED, "dan@example.com"),
+            (kinds.PLACE_CANCELLED, "ann@example.com"),
+            (kinds.PLACE_PROMOTED, "bob@example.com"),
+            (kinds.PLACE_LEFT, "dan@example.com"),
+            (kinds.PLACE_PROMOTED, "cat@example.com"),
+            (kinds.EVENT_CAPACITY_CHANGED, None),
+            (kinds.EVENT_SALES_CLOSED, None),
+            (kinds.EVENT_CANCELLED, None),
+            (kinds.PLACE_RELEASED, "bob@example.com"),
+            (kinds.PLACE_RELEASED, "cat@example.com"),
+        ],
+        key=str,
+    )
+    per_person = {
+        who: [kind for kind, person in seen if person == who]
+        for who in ("ann@example.com", "bob@example.com", "cat@example.com")
+    }
+    assert per_person == {
+        "ann@example.com": [kinds.PLACE_BOOKED, kinds.PLACE_CANCELLED],
+        "bob@example.com": [kinds.PLACE_WAITLISTED, kinds.PLACE_PROMOTED, kinds.PLACE_RELEASED],
+        "cat@example.com": [kinds.PLACE_WAITLISTED, kinds.PLACE_PROMOTED, kinds.PLACE_RELEASED],
+    }
+    capacity = next(e for e in collected.events if e.type == kinds.EVENT_CAPACITY_CHANGED)
+    assert capacity.payload()["data"] == {
+        "eventId": event_id,
+        "previousTotalTickets": 1,
+        "totalTickets": 3,
+    }
+    ids = [e.id for e in collected.events]
+    assert len(set(ids)) == len(ids)
+
+    # The same records read again (a redelivery) give the same ids.
+    again = Collected()
+    poller_for(store, again).drain()
+    assert [e.id for e in again.events] == ids
+
+
+@pytest.mark.dynamodb_local
+def test_each_person_gets_each_email_once(local_store: TicketStore, tmp_path: Path) -> None:
+    store = local_store
+    outbox = tmp_path / "outbox"
+    event_id = booking.create_event(store, "Gig <b>&</b>", 1, owner_id=ORGANISER_ID).event_id
+    booking.book_ticket(store, event_id, "ann@example.com", None)
+    booking.book_ticket(store, event_id, "bob@example.com", None)
+    booking.book_ticket(store, event_id, "cat@example.com", None)
+    booking.cancel_booking(store, event_id, "ann@example.com")
+
+    mailer = CountingOutbox(outbox)
+    handler = outbox_handler(store, mailer)
+    poller_for(store, handler).drain()
+    name = "Gig <b>&</b>"
+    assert subjects_by_person(outbox) == {
+        "ann@example.com": [f"Your booking for {name} is cancelled", f"Your ticket for {name}"],
+        # bob joined, but the whole stream is read after his promotion: by the time his
+        # waiting-list notice is made he no longer waits, so only the promotion is sent.
+        "bob@example.com": [f"You have a ticket for {name}"],
+        "cat@example.com": [f"You are on the waiting list for {name}"],
+    }
+    cat = next(m for m in read_outbox(outbox) if m["To"] == "cat@example.com")
+    assert "number 1 in line" in cat.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = cat.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Gig &lt;b&gt;&amp;&lt;/b&gt;" in html and "<b>" not in html
+    assert len(mailer.sent) == 4 and len(set(mailer.sent)) == 4
+
+    # The whole stream delivered again, from the start: nothing is sent twice.
+    poller_for(store, handler).drain()
+    assert len(mailer.sent) == 4
+
+
+@pytest.mark.dynamodb_local
+def test_a_failed_send_is_retried_from_that_record_and_nothing_before_it_repeats(
+    local_store: TicketStore, tmp_path: Path
+) -> None:
+    store = local_store
+    outbox = tmp_path / "outbox"
+    event_id = booking.create_event(store, "Gig", 5, owner_id=ORGANISER_ID).event_id
+    for person in ("ann", "bob", "cat"):
+        booking.book_ticket(store, event_id, f"{person}@example.com", None)
+
+    sent: list[str] = []
+
+    class Flaky:
+        """Fails on bob's email the first time."""
+
+        failed_once = False
+
+        def send(self, message: mail.Email) -> None:
+            if message.to == "bob@example.com" and not Flaky.failed_once:
+                Flaky.failed_once = True
+                raise ConnectionError("SES unreachable")
+            sent.append(message.to)
+            mail.OutboxMailer(SENDER, outbox).send(message)
+
+    answers: list[list[str]] = []
+
+    def handle(lambda_event: dict[str, Any], context: Any) -> dict[str, Any]:
+        dispatcher = Dispatcher(store, Flaky(), NoWebhooks())
+        failed = dispatcher.handle(lambda_event["Records"])
+        answers.append(failed)
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in failed]}
+
+    poller_for(store, handle).drain()
+    # Bob's record was reported failed; the retry (at once, from that record) sent his
+    # email and then cat's, and ann's was not sent again.
+    assert [len(failed) for failed in answers if failed] == [1]
+    assert sent == ["ann@example.com", "bob@example.com", "cat@example.com"]
+    assert sorted(p.name for p in outbox.iterdir()) == sorted(
+        f"{notice}.eml" for notice, effect in read_ids(store) if effect == "email"
+    )
+
+
+def read_ids(store: TicketStore) -> list[tuple[str, str]]:
+    items = store.client.scan(TableName=store.table_name)["Items"]
+    return [
+        (i["PK"]["S"].removeprefix("NOTICE#"), i["SK"]["S"].removeprefix("NOTICE#"))
+        for i in items
+        if i["PK"]["S"].startswith("NOTICE#")
+    ]
+
+
+def test_a_claim_is_taken_once_until_it_lapses_and_done_is_final(moto_store: TicketStore) -> None:
+    ledger = NoticeLedger(moto_store)
+    first, until = ledger.claim("evt_1", "email", now_ms=1_000)
+    assert first == Claim.TAKEN
+    assert ledger.claim("evt_1", "email", now_ms=1_001)[0] == Claim.BUSY
+    assert ledger.claim("evt_1", "webhooks", now_ms=1_001)[0] == Claim.TAKEN  # its own marker
+    # After the lease, a claim that was never completed is taken over...
+    later = 1_000 + CLAIM_LEASE_MS + 1
+    taken_over, new_until = ledger.claim("evt_1", "email", now_ms=later)
+    assert taken_over == Claim.TAKEN
+    # ...and the first holder's late "done" leaves the taker's claim alone.
+    ledger.done("evt_1", "email", until)
+    assert ledger.claim("evt_1", "email", now_ms=later + 1)[0] == Claim.BUSY
+    ledger.done("evt_1", "email", new_until)
+    assert ledger.claim("evt_1", "email", now_ms=later + 10 * CLAIM_LEASE_MS)[0] == Claim.DONE
+    # A claim given back after a failed effect can be taken again at once.
+    _, held = ledger.claim("evt_2", "email", now_ms=1_000)
+    ledger.release("evt_2", "email", held)
+    assert ledger.claim("evt_2", "email", now_ms=1_001)[0] == Claim.TAKEN
+
+
+def test_ses_sends_the_promotion_email_with_text_and_html(
+    moto_store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ses = boto3.client("sesv2", region_name="us-east-1")
+    ses.create_email_identity(EmailIdentity=SENDER)
+    promoted = DomainEvent("evt_" + "0" * 32, kinds.PLACE_PROMOTED, 7, "t", "bob@example.com")
+    message = mail.compose(promoted, "Gig")
+    assert message is not None
+    mail.SesMailer(SENDER, ses).send(message)
+    [sent] = ses_backends["123456789012"]["us-east-1"].sent_messages
+    assert sent.destinations["ToAddresses"] == ["bob@example.com"]
+    assert sent.subject == "You have a ticket for Gig"
+    assert "it is now yours" in sent.body and "<p>" in sent.body
+
+
+def test_ses_refuses_an_unverified_sender() -> None:
+    with mock_aws():
+        ses = boto3.client("sesv2", region_name="us-east-1")
+        promoted = DomainEvent("evt_x", kinds.PLACE_PROMOTED, 7, "t", "bob@example.com")
+        message = mail.compose(promoted, "Gig")
+        assert message is not None
+        with pytest.raises(ses.exceptions.MessageRejected):
+            mail.SesMailer(SENDER, ses).send(message)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["Gig\r\nBcc: everyone@example.com", "Gig\nX-Injected: 1", "Gig\u2028Bcc: x@example.com"],
+)
+def test_an_event_name_cannot_add_mail_headers(hostile: str, tmp_path: Path) -> None:
+    cancelled = DomainEvent("evt_y", kinds.PLACE_RELEASED, 7, "t", "bob@example.com")
+    message = mail.compose(cancelled, hostile)
+    assert message is not None
+    mail.OutboxMailer(SENDER, tmp_path).send(message)
+    [parsed] = read_outbox(tmp_path)
+    assert parsed["Bcc"] is None and parsed["X-Injected"] is None
+    assert list(parsed.keys()) == [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+    ]
+
+
+@pytest.mark.dynamodb_local
+def test_a_table_made_before_notifications_gets_its_stream(local_store: TicketStore) -> None:
+    """``make dev`` keeps data across versions: its older table is given the stream."""
+    from devtools.tables import create_table_if_missing
+
+    client = local_store.client
+    client.update_table(
+        TableName=local_store.table_name, StreamSpecification={"StreamEnabled": False}
+    )
+    assert not _stream_enabled(local_store)
+    assert create_table_if_missing(client, local_store.table_name) is False
+    assert _stream_enabled(local_store)
+    event_id = booking.create_event(local_store, "Gig", 1, owner_id=ORGANISER_ID).event_id
+    booking.book_ticket(local_store, event_id, "ann@example.com", None)
+    collected = Collected()
+    poller_for(local_store, collected).drain()
+    assert [(e.type, e.email) for e in collected.events] == [
+        (kinds.PLACE_BOOKED, "ann@example.com")
+    ]
+
+
+def _stream_enabled(store: TicketStore) -> bool:
+    table = store.client.describe_table(TableName=store.table_name)["Table"]
+    return bool(table.get("StreamSpecification", {}).get("StreamEnabled"))
