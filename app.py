@@ -352,7 +352,9 @@ def notify_changes(event: DynamoDBEvent) -> dict[str, Any]:
         flush_metrics()
 
 
-@app.on_sqs_message(queue=notification_settings.WEBHOOK_QUEUE_NAME, batch_size=1)
+@app.on_sqs_message(
+    queue=notification_settings.WEBHOOK_QUEUE_NAME, batch_size=1, maximum_concurrency=20
+)
 def deliver_webhooks(event: SQSEvent) -> None:
     """One webhook delivery attempt per message; a failure is queued again with back-off."""
     raise NotImplementedError("work in progress: issue 15")
