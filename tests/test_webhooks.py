@@ -522,3 +522,18 @@ def test_the_sqs_queue_clamps_the_delay_and_the_message_carries_its_due_time(
     # A malformed message goes straight to the dead-letter queue.
     assert delivery.deliver(store, queue, message[:-3], clock()) == delivery.Outcome.DEAD_LETTERED
     assert drain(dead) == [message[:-3]]
+
+
+@moto_only
+@pytest.mark.usefixtures("loopback")
+def test_the_sqs_worker_makes_one_attempt_per_record(api: Api, store: TicketStore) -> None:
+    with Receiver([200]) as receiver:
+        endpoint = _register_endpoint(store, receiver.url)
+        message = delivery.DeliveryMessage(OWNER.subject, endpoint.webhook_id, "evt_1", '{"a":1}')
+        event = api.client.events.generate_sqs_event(
+            message_bodies=[message.to_json()], queue_name="ticket-booking-webhooks"
+        )
+        api.client.lambda_.invoke("deliver_webhooks", event)
+    [(_, headers, body)] = receiver.received
+    assert body == b'{"a":1}' and headers["webhook-id"] == "evt_1"
+    verify_as_a_receiver(endpoint.secret, headers, body, int(headers["webhook-timestamp"]))

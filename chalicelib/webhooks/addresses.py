@@ -13,7 +13,8 @@ Two checks, because the first alone is not enough:
   ``10.0.0.1`` after it was registered). The connection then goes to the address
   that was checked, not to a second lookup, so DNS rebinding cannot swap it; TLS
   still verifies the certificate against the host name. Redirects are not
-  followed (a 3xx is a failure), the whole attempt has ``TIMEOUT_SECONDS``, and
+  followed (a 3xx is a failure), connecting has ``CONNECT_TIMEOUT_SECONDS`` and
+  each read of the answer ``TIMEOUT_SECONDS`` (less the time resolving took), and
   at most ``MAX_RESPONSE_BYTES`` of the answer are read (and ignored).
 
 "Public" means what ``ipaddress`` calls global and none of private, loopback,
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit
 from chalicelib.notifications.settings import WEBHOOKS_ALLOW_LOOPBACK_ENV
 
 MAX_URL_LENGTH = 2048
-#: Connect and read together: one slow endpoint holds up only its own attempt.
+#: Per read of the answer (after resolving): a slow endpoint holds up only its own attempt.
 TIMEOUT_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 3.0
 #: How much of an endpoint's answer is read (then ignored): only the status counts.

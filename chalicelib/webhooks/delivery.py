@@ -26,8 +26,8 @@ endpoint gets nothing until its organiser enables it again
 (``POST /webhooks/{id}/enable``); the attempt that disabled it is dead-lettered.
 
 **One organiser's failing endpoint never delays another's**: every attempt is its
-own message (in AWS its own worker invocation, ``batch_size=1``), an attempt
-gives up after ``addresses.TIMEOUT_SECONDS``, and a retry waits in the queue, not
+own message (in AWS its own worker invocation, ``batch_size=1``), an attempt's
+connection and reads time out within seconds (``addresses``), and a retry waits in the queue, not
 in a worker. No delivery waits for another.
 
 Nothing here logs a URL (it may carry a token), a body (it may carry an email)
