@@ -26,6 +26,7 @@ from chalice.app import (
 
 from chalicelib import audit, booking, csv_answers, organiser, organiser_lists, validation
 from chalicelib.audit import fanout
+from chalicelib.clock import now_ms
 from chalicelib.contract import openapi as contract_openapi
 from chalicelib.contract import schemas
 from chalicelib.errors import InvalidRequest
@@ -36,6 +37,8 @@ from chalicelib.notifications import dispatch
 from chalicelib.notifications import settings as notification_settings
 from chalicelib.observability import count, flush_metrics
 from chalicelib.storage import TicketStore, ticket_store
+from chalicelib.webhooks import delivery as webhook_delivery
+from chalicelib.webhooks import endpoints as webhook_endpoints
 
 app = Chalice(app_name="ticket-booking")
 observe = RequestObserver(app)
@@ -279,6 +282,38 @@ def _standing_json(result: Standing) -> dict[str, Any]:
     }
 
 
+@app.route("/webhooks", methods=["POST"])
+@observe
+def register_webhook() -> Response:
+    """An organiser's new endpoint; the answer carries its signing secret, once."""
+    new = validation.parse_new_webhook(json_body())
+    registered = webhook_endpoints.register(ticket_store(), current_caller(), new.url, new.event_id)
+    return Response(body=registered.to_json(), status_code=201)
+
+
+@app.route("/webhooks", methods=["GET"])
+@observe
+def list_webhooks() -> Response:
+    found = webhook_endpoints.list_endpoints(ticket_store(), current_caller())
+    return Response(body={"webhooks": [e.to_json() for e in found]}, status_code=200)
+
+
+@app.route("/webhooks/{webhookId}", methods=["DELETE"])
+@observe
+def delete_webhook(webhookId: str) -> Response:  # noqa: N803
+    webhook_id = validation.parse_webhook_id(webhookId)
+    webhook_endpoints.delete(ticket_store(), current_caller(), webhook_id)
+    return Response(body={"webhookId": webhook_id, "deleted": True}, status_code=200)
+
+
+@app.route("/webhooks/{webhookId}/enable", methods=["POST"])
+@observe
+def enable_webhook(webhookId: str) -> Response:  # noqa: N803
+    webhook_id = validation.parse_webhook_id(webhookId)
+    endpoint = webhook_endpoints.enable(ticket_store(), current_caller(), webhook_id)
+    return Response(body=endpoint.to_json(), status_code=200)
+
+
 @app.route("/openapi.json", methods=["GET"])
 @observe
 def openapi() -> Response:
@@ -356,5 +391,16 @@ def notify_changes(event: DynamoDBEvent) -> dict[str, Any]:
     queue=notification_settings.WEBHOOK_QUEUE_NAME, batch_size=1, maximum_concurrency=20
 )
 def deliver_webhooks(event: SQSEvent) -> None:
-    """One webhook delivery attempt per message; a failure is queued again with back-off."""
-    raise NotImplementedError("work in progress: issue 15")
+    """One webhook delivery attempt per message; a failure is queued again with back-off.
+
+    A crash (DynamoDB unavailable, say) raises: SQS retries the message, then dead-letters it.
+    """
+    queue = webhook_delivery.delivery_queue()
+    try:
+        for record in event:
+            webhook_delivery.deliver(ticket_store(), queue, record.body, now_ms())
+    except Exception:
+        count("WebhookWorkerErrors", 1)
+        raise
+    finally:
+        flush_metrics()

@@ -38,6 +38,9 @@ from chalicelib.errors import (
     Unauthenticated,
     UnsupportedMediaType,
     WaitingListFull,
+    WebhookLimitReached,
+    WebhookNotFound,
+    WebhookUrlRefused,
 )
 
 _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
@@ -55,12 +58,15 @@ _CHALICE_ERRORS: dict[type[BookingError], type[ChaliceViewError]] = {
     Forbidden: ForbiddenError,
     Unauthenticated: UnauthorizedError,
     DailyLimitReached: TooManyRequestsError,
+    WebhookNotFound: NotFoundError,
+    WebhookLimitReached: ConflictError,
 }
 #: Errors Chalice has no class for: (status, ``Code``).
 _OTHER_ERRORS: dict[type[BookingError], tuple[int, str]] = {
     BodyTooLarge: (413, "RequestEntityTooLargeError"),
     UnsupportedMediaType: (415, "UnsupportedMediaType"),
     InvalidWindow: (422, "UnprocessableEntity"),
+    WebhookUrlRefused: (422, "UnprocessableEntity"),
 }
 
 

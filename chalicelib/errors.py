@@ -226,3 +226,26 @@ class ConditionFailed(Exception):
 
     def place(self, role: Role = Role.PERSON) -> Place | None:
         return self.old_places.get(role)
+
+
+class WebhookNotFound(BookingError):
+    """No such endpoint among the caller's own (HTTP 404): another organiser's endpoint
+    reads as unknown, so no answer tells whether it exists."""
+
+    def __init__(self, webhook_id: str) -> None:
+        super().__init__(f"webhook {webhook_id} does not exist")
+
+
+class WebhookUrlRefused(BookingError):
+    """A well-formed URL that webhooks may not reach (HTTP 422): private, loopback or
+    link-local addresses, http, credentials (``chalicelib.webhooks.addresses``)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"url: {problem}")
+
+
+class WebhookLimitReached(BookingError):
+    """The organiser has as many endpoints as allowed (HTTP 409)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"an organiser may register at most {cap} webhook endpoints")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -265,3 +265,56 @@ class Page(Generic[Entry]):
 
     entries: list[Entry]
     next_cursor: int | None
+
+
+class EndpointStatus(StrEnum):
+    """Whether an organiser's webhook endpoint receives deliveries."""
+
+    ENABLED = "ENABLED"
+    #: Disabled after failing too long (``chalicelib.webhooks.delivery``); the organiser
+    #: re-enables it with ``POST /webhooks/{id}/enable``.
+    DISABLED = "DISABLED"
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """An organiser's HTTPS endpoint for one of their events (``event_id``) or all of them.
+
+    ``secret`` signs deliveries: stored, shown once at registration, never in
+    ``to_json`` or a log (``repr`` leaves it out).
+    """
+
+    owner_id: str
+    webhook_id: str
+    url: str
+    event_id: int | None
+    secret: str = field(repr=False)
+    created_at: str
+    status: EndpointStatus = EndpointStatus.ENABLED
+    #: Failed attempts since the last success, and when the first of them was (Unix ms).
+    consecutive_failures: int = 0
+    failing_since_ms: int | None = None
+    last_failure_ms: int | None = None
+    disabled_at: str | None = None
+
+    def receives(self, event_id: int) -> bool:
+        """Whether a domain event of ``event_id`` goes to this endpoint."""
+        return self.status == EndpointStatus.ENABLED and self.event_id in (None, event_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The endpoint as the API shows it: never the secret."""
+        return {
+            "webhookId": self.webhook_id,
+            "url": self.url,
+            "eventId": self.event_id,
+            "status": self.status.value,
+            "createdAt": self.created_at,
+            "consecutiveFailures": self.consecutive_failures,
+            "failingSince": _iso_or_none(self.failing_since_ms),
+            "lastFailureAt": _iso_or_none(self.last_failure_ms),
+            "disabledAt": self.disabled_at,
+        }
+
+
+def _iso_or_none(ms: int | None) -> str | None:
+    return iso_from_ms(ms) if ms is not None else None

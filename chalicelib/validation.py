@@ -96,6 +96,29 @@ def parse_lookup(body: dict[str, Any]) -> str:
     return normalise_email(body["userEmail"])
 
 
+@dataclass(frozen=True)
+class NewWebhook:
+    """``POST /webhooks``: the URL, and the event it is for (None: all the caller's events)."""
+
+    url: str
+    event_id: int | None
+
+
+def parse_new_webhook(body: dict[str, Any]) -> NewWebhook:
+    """The URL's form is checked here; whether it may be reached, by the webhooks' guard."""
+    check(schemas.NEW_WEBHOOK, body, "body")
+    event_id = body.get("eventId")
+    return NewWebhook(body["url"], int(event_id) if event_id is not None else None)
+
+
+def parse_webhook_id(value: str | None) -> str:
+    """A webhook id in a path."""
+    if value is None:
+        raise InvalidRequest("webhookId", "is required")
+    check(schemas.WEBHOOK_ID, value, "webhookId")
+    return value
+
+
 def parse_event_id(value: str | None, field: str = "eventId") -> int:
     """An id in a path: its digits."""
     if value is None:

@@ -61,6 +61,7 @@ REQUEST_SCHEMAS = {
     "PlaceRequest": schemas.PLACE_REQUEST,
     "LookupRequest": schemas.LOOKUP_REQUEST,
     "EventChange": schemas.EVENT_CHANGE,
+    "NewWebhook": schemas.NEW_WEBHOOK,
 }
 
 
@@ -134,6 +135,18 @@ BOUNDARIES: dict[str, list[Any]] = {
         None,
     ],
     "salesCloseAt": ["2099-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "2026-12-01T24:00:00Z", None],
+    "url": [
+        "https://example.com/hooks",
+        "https://" + "a" * 63 + ".example.com/",
+        "https://" + "a" * 64 + ".example.com/",
+        "https://example.com/" + "x" * (schemas.MAX_WEBHOOK_URL_LENGTH - 20),
+        "https://example.com/" + "x" * (schemas.MAX_WEBHOOK_URL_LENGTH - 19),
+        "https://user:pw@example.com/",
+        "https://example.com/#fragment",
+        "https://[::1]:8443/x",
+        "ftp://example.com/",
+        "",
+    ],
     "userEmail": [
         _email(64, 80),
         _email(65, 80),

@@ -43,6 +43,10 @@ PATTERN_PROBLEMS = {
     schemas.IDEMPOTENCY_KEY_PATTERN: "must be 1-100 letters, digits or . _ : -",
     schemas.RFC3339_PATTERN: "must be an RFC 3339 date-time with an offset, such as"
     " 2026-12-01T09:00:00Z",
+    schemas.WEBHOOK_URL_PATTERN: "must be an absolute http(s) URL: scheme://host[:port][/path]"
+    "[?query], with no credentials (user@), fragment (#) or spaces",
+    schemas.WEBHOOK_ID_PATTERN: "must be a webhook id as POST /webhooks returned it (wh_ and"
+    " 32 hex digits)",
     schemas.LIST_CURSOR_DIGITS: "must be the nextCursor of a previous page of this list"
     " (1 to 38 digits)",
 }

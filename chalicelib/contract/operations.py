@@ -83,6 +83,11 @@ ORGANISERS_ONLY = Answer(
     "Signed in, but not in the organisers group, or not this event's organiser", "Error"
 )
 
+WEBHOOK_ID_IN_PATH = Parameter(
+    "webhookId", "path", schemas.WEBHOOK_ID, "the endpoint's id", required=True
+)
+UNKNOWN_WEBHOOK = Answer("No such endpoint among the caller's own", "Error")
+
 LIMIT = Parameter("limit", "query", schemas.PAGE_SIZE, "entries per page")
 LIST_CURSOR = Parameter("cursor", "query", schemas.LIST_CURSOR)
 NEXT_CURSOR = {
@@ -338,6 +343,54 @@ OPERATIONS: tuple[Operation, ...] = (
         Access.ORGANISER,
         {200: Answer("A page of the caller's events", "EventPage")},
         parameters=(LIMIT, Parameter("cursor", "query", schemas.CURSOR)),
+    ),
+    Operation(
+        "post",
+        "/webhooks",
+        "register_webhook",
+        "Register a webhook endpoint (organisers) for one of the caller's events, or for all"
+        " of them; the answer is the only one that shows its signing secret",
+        Access.ORGANISER,
+        {
+            201: Answer(
+                "Registered: deliveries start with the next domain event", "RegisteredWebhook"
+            ),
+            404: UNKNOWN_EVENT,
+            409: Answer("The caller has as many webhook endpoints as allowed", "Error"),
+            422: Answer(
+                "The URL may not be used: http (outside the local stage), or a private,"
+                " loopback, link-local or reserved address",
+                "Error",
+            ),
+        },
+        body="NewWebhook",
+    ),
+    Operation(
+        "get",
+        "/webhooks",
+        "list_webhooks",
+        "The caller's webhook endpoints (organisers), without their secrets",
+        Access.ORGANISER,
+        {200: Answer("The caller's endpoints", "WebhookList")},
+    ),
+    Operation(
+        "delete",
+        "/webhooks/{webhookId}",
+        "delete_webhook",
+        "Delete one of the caller's webhook endpoints: nothing more is delivered to it",
+        Access.ORGANISER,
+        {200: Answer("Deleted", "DeletedWebhook"), 404: UNKNOWN_WEBHOOK},
+        parameters=(WEBHOOK_ID_IN_PATH,),
+    ),
+    Operation(
+        "post",
+        "/webhooks/{webhookId}/enable",
+        "enable_webhook",
+        "Enable one of the caller's webhook endpoints again (after it was disabled for"
+        " failing); its failure record starts afresh",
+        Access.ORGANISER,
+        {200: Answer("The endpoint, enabled", "Webhook"), 404: UNKNOWN_WEBHOOK},
+        parameters=(WEBHOOK_ID_IN_PATH,),
     ),
     Operation(
         "get",

@@ -64,6 +64,17 @@ NAME_PATTERN = rf"^[^{_NOT_IN_NAME}]*[^\s{_NOT_IN_NAME}{_INVISIBLE}][^{_NOT_IN_N
 EVENT_ID_DIGITS = r"^[1-9][0-9]{0,17}$"
 IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9_.:-]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$"
 PAGE_SIZE_DIGITS = r"^[0-9]{1,3}$"
+#: A webhook endpoint's URL as the API accepts its form: http(s), a host (DNS labels,
+#: or an IPv6 literal in brackets), an optional port, a path and query of URL
+#: characters; no credentials (no ``@`` before the path), no fragment, no spaces.
+#: Whether the URL may be reached (https, a public address) is judged after the
+#: form, with a 422 (``chalicelib.webhooks.addresses``).
+MAX_WEBHOOK_URL_LENGTH = 2048
+WEBHOOK_URL_PATTERN = (
+    rf"^https?://(?:(?:{_LABEL}\.)*{_LABEL}|\[[0-9A-Fa-f:.]{{2,45}}\])(?::[0-9]{{1,5}})?"
+    r"(?:[/?][A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+)
+WEBHOOK_ID_PATTERN = r"^wh_[0-9a-f]{32}$"
 #: RFC 3339 date-time with an explicit offset (``Z`` or ``+hh:mm``), seconds
 #: required, up to microseconds, years 2000-2099. Only real calendar dates match
 #: (30 days have September; February 29 in leap years), so a client that follows
@@ -190,6 +201,16 @@ EVENT_CHANGE = {
 #: must be the caller's own, unless the caller is the event's organiser.
 PLACE_REQUEST = _object(["eventId"], {"eventId": EVENT_ID, "userEmail": EMAIL})
 LOOKUP_REQUEST = _object(["userEmail"], {"userEmail": EMAIL})
+WEBHOOK_URL: Schema = {
+    "type": "string",
+    "maxLength": MAX_WEBHOOK_URL_LENGTH,
+    "pattern": WEBHOOK_URL_PATTERN,
+    "description": "where deliveries are POSTed: https, to a public address (http and"
+    " loopback only in the local stage)",
+}
+WEBHOOK_ID: Schema = {"type": "string", "pattern": WEBHOOK_ID_PATTERN}
+#: ``POST /webhooks``: ``eventId`` for one of the caller's events; left out, all of them.
+NEW_WEBHOOK = _object(["url"], {"url": WEBHOOK_URL, "eventId": EVENT_ID})
 
 
 _ID = {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_ID}
@@ -339,6 +360,42 @@ def _event_list_page(name: str, row_component: str) -> Schema:
     )
 
 
+_WEBHOOK_FIELDS: dict[str, Schema] = {
+    "webhookId": WEBHOOK_ID,
+    "url": {"type": "string", "maxLength": MAX_WEBHOOK_URL_LENGTH},
+    "eventId": {**_ID, "type": ["integer", "null"], "description": "null: all the caller's events"},
+    "status": {
+        "type": "string",
+        "enum": ["ENABLED", "DISABLED"],
+        "description": "DISABLED after failing for too long; POST .../enable turns it back on",
+    },
+    "createdAt": _TIME,
+    "consecutiveFailures": {"type": "integer", "minimum": 0},
+    "failingSince": {**_TIME, "type": ["string", "null"]},
+    "lastFailureAt": {**_TIME, "type": ["string", "null"]},
+    "disabledAt": {**_TIME, "type": ["string", "null"]},
+}
+WEBHOOK = _object(list(_WEBHOOK_FIELDS), _WEBHOOK_FIELDS)
+REGISTERED_WEBHOOK = _object(
+    [*_WEBHOOK_FIELDS, "secret"],
+    {
+        **_WEBHOOK_FIELDS,
+        "secret": {
+            "type": "string",
+            "pattern": "^whsec_[A-Za-z0-9+/=]+$",
+            "description": "signs every delivery (Standard Webhooks); shown only in this answer",
+        },
+    },
+)
+WEBHOOK_LIST = _object(
+    ["webhooks"],
+    {"webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}},
+)
+DELETED_WEBHOOK = _object(
+    ["webhookId", "deleted"],
+    {"webhookId": WEBHOOK_ID, "deleted": {"type": "boolean", "enum": [True]}},
+)
+
 ATTENDEE_PAGE = _event_list_page("attendees", "Attendee")
 WAITING_PAGE = _event_list_page("waitingList", "WaitingEntry")
 
@@ -358,4 +415,9 @@ COMPONENTS: dict[str, Schema] = {
     "AttendeePage": ATTENDEE_PAGE,
     "WaitingEntry": WAITING_ENTRY,
     "WaitingPage": WAITING_PAGE,
+    "NewWebhook": NEW_WEBHOOK,
+    "Webhook": WEBHOOK,
+    "RegisteredWebhook": REGISTERED_WEBHOOK,
+    "WebhookList": WEBHOOK_LIST,
+    "DeletedWebhook": DELETED_WEBHOOK,
 }

@@ -6,6 +6,7 @@ conditions  the booking rules as named condition parts
 writes      the transactions, composed from those parts (pure, no I/O)
 store       ``TicketStore``: every request, retried, and failures with old items
 client      the client and store, created lazily and reused
+webhooks    organisers' webhook endpoints: their items, cap and failure records
 """
 
 from chalicelib.storage.client import forget_stores, make_client, ticket_store

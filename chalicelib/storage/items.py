@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from chalicelib.models import Event, Place, Status
+from chalicelib.models import EndpointStatus, Event, Place, Status, WebhookEndpoint
 from chalicelib.storage import ranks, schema
 
 if TYPE_CHECKING:
@@ -188,6 +188,46 @@ def rank_node_to_item(event_id: int, node: ranks.NodeRef, counts: dict[int, int]
     for child, count in counts.items():
         item[ranks.cell(child)] = number(count)
     return item
+
+
+# -- an organiser's webhook endpoint ------------------------------------------------------
+
+
+def webhook_endpoint_to_item(endpoint: WebhookEndpoint) -> Item:
+    """A new endpoint (its failure state starts empty; the worker's updates add it)."""
+    item: Item = {
+        **schema.webhook_key(endpoint.owner_id, endpoint.webhook_id),
+        "ownerId": string(endpoint.owner_id),
+        "webhookId": string(endpoint.webhook_id),
+        "url": string(endpoint.url),
+        "secret": string(endpoint.secret),
+        "status": string(endpoint.status),
+        "createdAt": string(endpoint.created_at),
+        "consecutiveFailures": number(endpoint.consecutive_failures),
+    }
+    if endpoint.event_id is not None:
+        item["eventId"] = number(endpoint.event_id)
+    return item
+
+
+def webhook_endpoint_from_item(item: dict[str, Any]) -> WebhookEndpoint:
+    data = _plain(item)
+    raw_status = data.get("status", EndpointStatus.ENABLED)
+    if raw_status not in (EndpointStatus.ENABLED, EndpointStatus.DISABLED):
+        raise MalformedItem(f"webhook endpoint with unknown status {raw_status!r}")
+    return WebhookEndpoint(
+        owner_id=data["ownerId"],
+        webhook_id=data["webhookId"],
+        url=data["url"],
+        event_id=_int_or_none(data.get("eventId")),
+        secret=data["secret"],
+        created_at=data["createdAt"],
+        status=EndpointStatus(raw_status),
+        consecutive_failures=int(data.get("consecutiveFailures", 0)),
+        failing_since_ms=_int_or_none(data.get("failingSince")),
+        last_failure_ms=_int_or_none(data.get("lastFailureAt")),
+        disabled_at=data.get("disabledAt"),
+    )
 
 
 def _int_or_none(value: Any) -> int | None:

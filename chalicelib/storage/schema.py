@@ -25,6 +25,18 @@ notice              ``NOTICE#<domain      ``NOTICE#<effect>``    once per domain
                     event id>``                                  (an email, the webhooks): claimed
                                                                  before, marked done after
                                                                  (``notices``); expires by TTL
+webhook endpoint    ``ORGANISER#<sub>``   ``WEBHOOK#<id>``       an organiser lists their
+                                                                 endpoints; a domain event of
+                                                                 event E owned by O finds O's
+                                                                 enabled endpoints for E or for
+                                                                 all events: one ``Query`` of O's
+                                                                 ``WEBHOOK#`` items (at most
+                                                                 ``MAX_ENDPOINTS_PER_ORGANISER``);
+                                                                 the delivery worker reads and
+                                                                 updates one endpoint's failures
+webhook count       ``ORGANISER#<sub>``   ``WEBHOOKS``           the per-organiser cap on
+                                                                 endpoints (``under_endpoint_cap``,
+                                                                 in the registering transaction)
 ==================  ====================  =====================  =================================
 
 Stream
@@ -82,6 +94,8 @@ ATTENDEES_PREFIX = "ATTENDEES#"
 NOTICE_PREFIX = "NOTICE#"
 #: The attribute DynamoDB's time to live deletes expired items by (notices only).
 EXPIRES_AT = "expiresAt"
+WEBHOOK_PREFIX = "WEBHOOK#"
+WEBHOOK_COUNT_SK = "WEBHOOKS"
 
 WAITING_LIST_INDEX = "WaitingList"
 EVENTS_BY_NEWEST_INDEX = "EventsByNewest"
@@ -180,6 +194,21 @@ def owned_event_key(owner_id: str, event_id: int) -> Key:
 def event_id_of_owned(sort_key: str) -> int:
     """The inverse of ``owned_event_sort_key``."""
     return int(sort_key.removeprefix(OWNED_EVENT_PREFIX))
+
+
+def webhook_key(owner_id: str, webhook_id: str) -> Key:
+    """One of ``owner_id``'s webhook endpoints (in the organiser's own partition)."""
+    return {"PK": {"S": owner_partition(owner_id)}, "SK": {"S": WEBHOOK_PREFIX + webhook_id}}
+
+
+def webhook_id_of(sort_key: str) -> str:
+    """The inverse of ``webhook_key``'s sort key."""
+    return sort_key.removeprefix(WEBHOOK_PREFIX)
+
+
+def webhook_count_key(owner_id: str) -> Key:
+    """The count of ``owner_id``'s endpoints, which the per-organiser cap conditions on."""
+    return {"PK": {"S": owner_partition(owner_id)}, "SK": {"S": WEBHOOK_COUNT_SK}}
 
 
 def attendee_partition(event_id: int) -> str:
