@@ -23,9 +23,16 @@ from moto import mock_aws
 from chalicelib.audit.fanout import AUDIT_QUEUE_URL_ENV, forget_sqs_clients
 from chalicelib.booking import DAILY_EVENT_CAP_ENV
 from chalicelib.identity.tokens import forget_keys
+from chalicelib.notifications.mail import forget_mailers
+from chalicelib.notifications.settings import (
+    MAIL_OUTBOX_ENV,
+    WEBHOOK_DEAD_LETTER_URL_ENV,
+    WEBHOOK_QUEUE_URL_ENV,
+)
 from chalicelib.observability import KEY_ENV
 from chalicelib.storage import TicketStore, forget_stores, make_client
 from chalicelib.storage.schema import ENDPOINT_URL_ENV, TABLE_NAME_ENV
+from chalicelib.webhooks.queue import forget_queues
 from devtools.dynamodb_local import LOCAL_CREDENTIALS, DynamoDBLocal
 from devtools.issuer import LocalIssuer
 from devtools.tables import create_table_if_missing
@@ -54,12 +61,18 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer) -> Ite
         monkeypatch.setenv(name, value)
     monkeypatch.setenv(DAILY_EVENT_CAP_ENV, "1000000")
     monkeypatch.delenv(AUDIT_QUEUE_URL_ENV, raising=False)
+    for name in (MAIL_OUTBOX_ENV, WEBHOOK_QUEUE_URL_ENV, WEBHOOK_DEAD_LETTER_URL_ENV):
+        monkeypatch.delenv(name, raising=False)
     forget_keys()
     forget_stores()
     forget_sqs_clients()
+    forget_mailers()
+    forget_queues()
     yield
     forget_stores()
     forget_sqs_clients()
+    forget_mailers()
+    forget_queues()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,17 @@ from chalicelib.notifications import domain_events as kinds
 from chalicelib.notifications import mail
 from chalicelib.notifications.dispatch import Dispatcher
 from chalicelib.notifications.domain_events import DomainEvent
+from chalicelib.notifications.settings import (
+    MAIL_FROM_ENV,
+    MAIL_OUTBOX_ENV,
+    WEBHOOKS_ALLOW_LOOPBACK_ENV,
+)
 from chalicelib.storage import TicketStore
 from chalicelib.storage.notices import CLAIM_LEASE_MS, Claim, NoticeLedger
+from chalicelib.webhooks import endpoints
 from devtools.stream_poller import StreamPoller
 from tests.conftest import ORGANISER_ID
+from tests.test_webhooks import Receiver, verify_as_a_receiver
 
 THE_ORGANISER = Caller(subject=ORGANISER_ID, email="organiser@example.com", is_organiser=True)
 SENDER = "tickets@example.com"
@@ -342,3 +351,58 @@ def test_a_table_made_before_notifications_gets_its_stream(local_store: TicketSt
 def _stream_enabled(store: TicketStore) -> bool:
     table = store.client.describe_table(TableName=store.table_name)["Table"]
     return bool(table.get("StreamSpecification", {}).get("StreamEnabled"))
+
+
+@pytest.mark.dynamodb_local
+def test_end_to_end_the_promoted_person_is_emailed_once_and_a_signed_webhook_is_delivered_once(
+    local_store: TicketStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Book to sold out, join the waiting list, cancel: through the deployed handlers
+    (``app.notify_changes`` fed by the stream poller, ``app.deliver_webhooks`` by the local
+    queue), with the outbox as the mail transport and a receiver that checks signatures."""
+    import app
+    from devtools.local_deliveries import deliver_due
+
+    store, outbox = local_store, tmp_path / "outbox"
+    monkeypatch.setenv(MAIL_FROM_ENV, SENDER)
+    monkeypatch.setenv(MAIL_OUTBOX_ENV, str(outbox))
+    monkeypatch.setenv(WEBHOOKS_ALLOW_LOOPBACK_ENV, "1")
+    event_id = booking.create_event(store, "Gig", 1, owner_id=ORGANISER_ID).event_id
+    with Receiver([200]) as receiver:
+        secret = endpoints.register(store, THE_ORGANISER, receiver.url, event_id).endpoint.secret
+        booking.book_ticket(store, event_id, "ann@example.com", None)  # the last ticket
+        booking.book_ticket(store, event_id, "bob@example.com", None)  # waiting list
+        booking.cancel_booking(store, event_id, "ann@example.com")  # bob is promoted
+
+        poller_for(store, app.notify_changes).drain()
+        deliver_due(app.deliver_webhooks)
+        emails = read_outbox(outbox)
+        stamps = {p.name: p.stat().st_mtime_ns for p in outbox.iterdir()}
+        deliveries = list(receiver.received)
+
+        # The same stream delivered again from its start, and the queue run again.
+        poller_for(store, app.notify_changes).drain()
+        deliver_due(app.deliver_webhooks)
+        assert {p.name: p.stat().st_mtime_ns for p in outbox.iterdir()} == stamps
+        assert receiver.received == deliveries
+
+    promotions = [m for m in emails if m["Subject"] == "You have a ticket for Gig"]
+    assert [m["To"] for m in promotions] == ["bob@example.com"]
+    assert sorted((str(m["To"]), str(m["Subject"])) for m in emails) == [
+        ("ann@example.com", "Your booking for Gig is cancelled"),
+        ("ann@example.com", "Your ticket for Gig"),
+        ("bob@example.com", "You have a ticket for Gig"),
+    ]
+    now_s = int(time.time())
+    bodies = []
+    for _path, headers, body in deliveries:
+        verify_as_a_receiver(secret, headers, body, now_s)
+        bodies.append(json.loads(body))
+    assert len({headers["webhook-id"] for _, headers, _ in deliveries}) == len(deliveries)
+    promoted = [b for b in bodies if b["type"] == kinds.PLACE_PROMOTED]
+    assert [b["data"] for b in promoted] == [{"eventId": event_id, "userEmail": "bob@example.com"}]
+    assert sorted(b["type"] for b in bodies) == sorted(
+        [kinds.PLACE_BOOKED, kinds.PLACE_WAITLISTED, kinds.PLACE_CANCELLED, kinds.PLACE_PROMOTED]
+    )
+    waitlisted = next(b for b in bodies if b["type"] == kinds.PLACE_WAITLISTED)
+    assert waitlisted["data"]["position"] is None  # promoted before the notice was made

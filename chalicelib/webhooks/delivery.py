@@ -64,7 +64,7 @@ Post = Callable[[str, Mapping[str, str], bytes], int]
 
 USER_AGENT = "ticket-booking-webhooks/1"
 
-__all__ = ["deliver", "deliver_due", "delivery_queue", "enqueue_deliveries"]
+__all__ = ["deliver", "deliver_due", "delivery_queue", "enqueue_deliveries", "enqueue_to"]
 
 
 class Outcome(StrEnum):
@@ -111,9 +111,20 @@ def enqueue_deliveries(
 ) -> int:
     """Queue ``domain_event`` for each of ``owner_id``'s enabled endpoints that take its
     event; how many were queued."""
+    return enqueue_to(queue, owner_id, stored.endpoints(store, owner_id), domain_event)
+
+
+def enqueue_to(
+    queue: DeliveryQueue,
+    owner_id: str,
+    endpoints: list[WebhookEndpoint],
+    domain_event: DomainEvent,
+) -> int:
+    """Queue ``domain_event`` for those of ``endpoints`` (``owner_id``'s, already read)
+    that take its event; how many were queued."""
     body = json.dumps(domain_event.payload(), separators=(",", ":"))
     queued = 0
-    for endpoint in stored.endpoints(store, owner_id):
+    for endpoint in endpoints:
         if endpoint.receives(domain_event.event_id):
             message = DeliveryMessage(owner_id, endpoint.webhook_id, domain_event.id, body)
             queue.send(message.to_json(), 0)
