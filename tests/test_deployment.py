@@ -607,11 +607,11 @@ NOTIFY_ACTIONS = {
     "dynamodb:GetShardIterator",
     # chalicelib/notifications: the event item (GetItem), a standing read (TransactGetItems,
     # TicketStore.snapshot: each Get is authorised as GetItem), the organiser partition's
-    # webhook endpoints (Query), the NOTICE#... idempotency markers (conditional PutItem and
-    # UpdateItem).
+    # webhook endpoints (Query), the NOTICE#... idempotency markers (conditional UpdateItem:
+    # claim, done, release). ``test_notify_policy_grants_exactly_what_the_handler_calls``
+    # records the calls of a real run.
     "dynamodb:GetItem",
     "dynamodb:Query",
-    "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     # chalicelib/notifications: the emails (SES v2 SendEmail).
     "ses:SendEmail",
@@ -692,7 +692,7 @@ def test_prod_notify_policy_names_the_stream_the_table_the_sender_and_two_queues
         # The stream only, never the table's other streams or anyone else's.
         "dynamodb:DescribeStream dynamodb:GetRecords dynamodb:GetShardIterator": [STREAM_ARN],
         # The table itself: no index.
-        "dynamodb:GetItem dynamodb:PutItem dynamodb:Query dynamodb:UpdateItem": [TABLE_ARN],
+        "dynamodb:GetItem dynamodb:Query dynamodb:UpdateItem": [TABLE_ARN],
     }
     # The webhook queue (deliveries for the worker) and the on-failure destination; not the
     # webhook dead-letter queue.
@@ -735,7 +735,7 @@ def test_chalice_deploy_notification_policies_name_the_configured_table_and_queu
         "dynamodb:DescribeStream dynamodb:GetRecords dynamodb:GetShardIterator": [
             f"{table}/stream/*"
         ],
-        "dynamodb:GetItem dynamodb:PutItem dynamodb:Query dynamodb:UpdateItem": [table],
+        "dynamodb:GetItem dynamodb:Query dynamodb:UpdateItem": [table],
     }
     assert statements_for(notify, "sqs:") == {
         "sqs:SendMessage": canonical([queue, "arn:aws:sqs:*:*:ticket-booking-notify-failures"])
@@ -1121,3 +1121,150 @@ def test_the_stream_event_source_is_a_valid_event_source_mapping(
     path.write_text(json.dumps(plain))
     result = lint(path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: The stream is read by the Lambda service with the function's role, never by its code.
+STREAM_READ_ACTIONS = {
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+}
+
+
+def iam_actions(calls: list[tuple[str, dict[str, Any]]]) -> set[str]:
+    """IAM actions of recorded calls: a ``TransactGetItems`` is authorised per item, as
+    ``GetItem``; SES v2's ``SendEmail`` is ``ses:SendEmail``."""
+    renamed = {"dynamodb:TransactGetItems": "dynamodb:GetItem", "sesv2:SendEmail": "ses:SendEmail"}
+    return {renamed.get(action, action) for action in called(calls)}
+
+
+@pytest.fixture
+def notification_wiring(
+    moto_store: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> dict[str, Any]:
+    """moto's SES (a verified sender) and two SQS queues, named to the functions as the
+    template names them; a receiver URL on loopback."""
+    import boto3
+
+    from chalicelib.notifications.settings import (
+        MAIL_FROM_ENV,
+        WEBHOOK_DEAD_LETTER_URL_ENV,
+        WEBHOOK_QUEUE_URL_ENV,
+        WEBHOOKS_ALLOW_LOOPBACK_ENV,
+    )
+
+    ses = boto3.client("sesv2", region_name="us-east-1")
+    ses.create_email_identity(EmailIdentity="tickets@example.com")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="webhooks")["QueueUrl"]
+    dead = sqs.create_queue(QueueName="webhooks-dlq")["QueueUrl"]
+    monkeypatch.setenv(MAIL_FROM_ENV, "tickets@example.com")
+    monkeypatch.setenv(WEBHOOK_QUEUE_URL_ENV, queue)
+    monkeypatch.setenv(WEBHOOK_DEAD_LETTER_URL_ENV, dead)
+    monkeypatch.setenv(WEBHOOKS_ALLOW_LOOPBACK_ENV, "1")
+    return {"store": moto_store, "sqs": sqs, "queue": queue}
+
+
+def _a_promotion_with_an_endpoint(store: Any, url: str) -> None:
+    from chalicelib import booking
+    from chalicelib.identity.access import Caller
+    from chalicelib.webhooks import endpoints
+
+    owner = Caller(subject="owner", email="owner@example.com", is_organiser=True)
+    event_id = booking.create_event(store, "Gig", 1, owner_id=owner.subject).event_id
+    endpoints.register(store, owner, url, event_id)
+    booking.book_ticket(store, event_id, "ann@example.com", None)
+    booking.book_ticket(store, event_id, "bob@example.com", None)
+    booking.cancel_booking(store, event_id, "ann@example.com")
+
+
+@pytest.mark.parametrize("policy_file", ["policy-prod-notify.json", "policy-aws-notify.json"])
+def test_notify_policy_grants_exactly_what_the_handler_calls(
+    notification_wiring: dict[str, Any], policy_file: str
+) -> None:
+    """A real run of ``notify_changes`` on moto's stream (emails through SES, webhooks
+    queued in SQS), every client call recorded."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    from app import app
+    from chalicelib.notifications import mail
+    from chalicelib.webhooks.queue import delivery_queue
+    from devtools.stream_poller import lambda_context, lambda_record
+
+    store = notification_wiring["store"]
+    _a_promotion_with_an_endpoint(store, "http://127.0.0.1:9/hooks")
+    calls: list[tuple[str, dict[str, Any]]] = []
+    record_calls(ticket_store().client, "dynamodb", calls)
+    mailer = mail.mailer()
+    assert isinstance(mailer, mail.SesMailer)
+    record_calls(mailer.client, "sesv2", calls)
+    queue = delivery_queue()
+    record_calls(queue.client, "sqs", calls)  # type: ignore[attr-defined]
+    # moto keeps the stream but does not serve the Streams API: its records, as Lambda
+    # would deliver them.
+    table = dynamodb_backends["123456789012"]["us-east-1"].tables[store.table_name]
+    records = [lambda_record(r.to_json(), "arn:stream") for r in table.stream_shard.items]
+    answer = app.handler_map["notify_changes"]({"Records": records}, lambda_context("notify"))
+    assert answer == {"batchItemFailures": []}
+    assert {"sesv2:SendEmail", "sqs:SendMessage"} <= called(calls)
+    policy = load_policy(policy_file)
+    code = {a for a in all_actions(policy) if a.split(":")[0] in ("dynamodb", "ses", "sqs")}
+    # The on-failure destination is sent to by the Lambda service (sqs:SendMessage, which
+    # the code needs too); the stream is read by it.
+    assert iam_actions(calls) == code - STREAM_READ_ACTIONS
+    assert tables_touched(calls) == {"table"}
+
+
+@pytest.mark.parametrize("policy_file", ["policy-prod-webhooks.json", "policy-aws-webhooks.json"])
+def test_webhook_worker_policy_grants_exactly_what_it_calls(
+    notification_wiring: dict[str, Any], policy_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker on a delivery that fails (a retry queued), then one given up on (sent to
+    the dead-letter queue), then one that succeeds, every client call recorded."""
+    from app import app
+    from chalicelib.webhooks import addresses, delivery
+    from chalicelib.webhooks.queue import delivery_queue
+
+    store, sqs, queue_url = (notification_wiring[k] for k in ("store", "sqs", "queue"))
+    from chalicelib import booking
+    from chalicelib.identity.access import Caller
+    from chalicelib.notifications.domain_events import DomainEvent
+    from chalicelib.webhooks import endpoints
+
+    owner = Caller(subject="owner", email="owner@example.com", is_organiser=True)
+    event_id = booking.create_event(store, "Gig", 1, owner_id=owner.subject).event_id
+    endpoints.register(store, owner, "http://127.0.0.1:9/hooks", event_id)
+    news = DomainEvent("evt_" + "1" * 32, "place.promoted", event_id, "t", "bob@example.com")
+    queue = delivery_queue()
+    assert delivery.enqueue_deliveries(store, queue, owner.subject, news) == 1
+    [first] = sqs.receive_message(QueueUrl=queue_url)["Messages"]
+    calls: list[tuple[str, dict[str, Any]]] = []
+    record_calls(ticket_store().client, "dynamodb", calls)
+    record_calls(queue.client, "sqs", calls)  # type: ignore[attr-defined]
+    last = json.loads(first["Body"]) | {"attempt": delivery.MAX_ATTEMPTS}
+    bodies = [first["Body"], json.dumps(last), first["Body"]]
+    statuses = iter([500, 500, 200])
+    monkeypatch.setattr(addresses, "post", lambda url, headers, body: next(statuses))
+    for body in bodies:
+        sqs_event = {
+            "Records": [
+                {
+                    "body": body,
+                    "messageId": "m",
+                    "receiptHandle": "r",
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "awsRegion": "us-east-1",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:1:webhooks",
+                    "md5OfBody": "",
+                }
+            ]
+        }
+        app.handler_map["deliver_webhooks"](sqs_event, SimpleNamespace())
+    sent_to = {params["QueueUrl"] for name, params in calls if name == "sqs:SendMessage"}
+    assert len(sent_to) == 2  # a retry to its queue, the given-up one to the dead-letter queue
+    policy = load_policy(policy_file)
+    code = {a for a in all_actions(policy) if a.split(":")[0] in ("dynamodb", "sqs")}
+    assert iam_actions(calls) | EVENT_SOURCE_ACTIONS == code
+    assert tables_touched(calls) == {"table"}
