@@ -227,7 +227,10 @@ def run(poller: StreamPoller, deliver: Callable[[], int], stop: threading.Event)
         try:
             handled = poller.poll_once() + deliver()
         except Exception as error:  # keep polling: this is a development stand-in
-            print(f"stream poller: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            # The type only: a message may quote an address, and no log line holds one.
+            print(
+                f"stream poller: {type(error).__name__}; trying again", file=sys.stderr, flush=True
+            )
             handled = 0
         if handled == 0:
             stop.wait(IDLE_INTERVAL)

@@ -406,3 +406,26 @@ def test_end_to_end_the_promoted_person_is_emailed_once_and_a_signed_webhook_is_
     )
     waitlisted = next(b for b in bodies if b["type"] == kinds.PLACE_WAITLISTED)
     assert waitlisted["data"]["position"] is None  # promoted before the notice was made
+
+
+def test_a_refused_email_is_reported_without_the_address(
+    moto_store: TicketStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SES names the addresses it refuses in its message; the log line keeps the code only."""
+    event_id = booking.create_event(moto_store, "Gig", 1, owner_id=ORGANISER_ID).event_id
+    record = {
+        "eventID": "1",
+        "eventName": "INSERT",
+        "dynamodb": {
+            "SequenceNumber": "42",
+            "ApproximateCreationDateTime": 1_800_000_000,
+            "Keys": {"PK": {"S": f"EVENT#{event_id}"}, "SK": {"S": "PERSON#bob@example.com"}},
+            "NewImage": {"status": {"S": "BOOKED"}},
+        },
+    }
+    ses = boto3.client("sesv2", region_name="us-east-1")  # the sender is not verified
+    dispatcher = Dispatcher(moto_store, mail.SesMailer("bob@example.com", ses), NoWebhooks())
+    assert dispatcher.handle([record]) == ["42"]
+    output = capsys.readouterr().out
+    assert "MessageRejected" in output
+    assert "@" not in output

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from chalicelib.clock import now_ms
 from chalicelib.models import Event, Status
 from chalicelib.notifications import domain_events as kinds
@@ -74,12 +76,14 @@ class Dispatcher:
             except Exception as error:
                 sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
                 count("NotificationFailures", 1)
+                # The error's type and code only: its message may hold an address (SES names
+                # the recipients it refused), and no log line holds an email in clear.
                 log_event(
                     logging.WARNING if isinstance(error, NoticeBusy) else logging.ERROR,
                     "notification failed; the stream retries from this record",
-                    exc_info=not isinstance(error, NoticeBusy),
                     sequenceNumber=sequence,
                     error=type(error).__name__,
+                    errorCode=_error_code(error),
                 )
                 return [sequence]
         return []
@@ -159,6 +163,13 @@ class Dispatcher:
             eventId=domain_event.event_id,
             person=email_fingerprint(domain_event.email) if domain_event.email else None,
         )
+
+
+def _error_code(error: Exception) -> str | None:
+    """An AWS error's code (``MessageRejected``, ``Throttling``...), if it is one."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "")) or None
+    return None
 
 
 def dispatcher(store: TicketStore) -> Dispatcher:
