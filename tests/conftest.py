@@ -124,9 +124,25 @@ def drain(queue_url: str) -> list[str]:
 def local_store(
     dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TicketStore]:
+    """A table of its own on the session's DynamoDB Local, without a stream (see
+    ``create_table_if_missing``: streams of deleted tables slow the whole session)."""
+    yield from _local_table(dynamodb_local, monkeypatch, stream=False)
+
+
+@pytest.fixture
+def streamed_store(
+    dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TicketStore]:
+    """A table with the stream, as ``make dev`` and AWS have it: for notification tests."""
+    yield from _local_table(dynamodb_local, monkeypatch, stream=True)
+
+
+def _local_table(
+    dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> Iterator[TicketStore]:
     table = unique_table_name()
     client = make_client(dynamodb_local.endpoint_url)
-    create_table_if_missing(client, table)
+    create_table_if_missing(client, table, stream=stream)
     monkeypatch.setenv(TABLE_NAME_ENV, table)
     monkeypatch.setenv(ENDPOINT_URL_ENV, dynamodb_local.endpoint_url)
     yield TicketStore(client, table)

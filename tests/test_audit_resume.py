@@ -122,7 +122,7 @@ def big_event(dynamodb_local: DynamoDBLocal) -> Iterator[TicketStore]:
     """One table on DynamoDB Local holding event 1 with 2,500 places, written once."""
     client = local_client(dynamodb_local.endpoint_url)
     table = unique_table_name()
-    create_table_if_missing(client, table)
+    create_table_if_missing(client, table, stream=False)
     write_event(client, table, EVENT, PLACES)
     yield TicketStore(client, table)
     client.delete_table(TableName=table)

@@ -697,7 +697,7 @@ def chalice_local(
     """``chalice local`` (as ``make dev`` runs it), on its own table and port."""
     table = unique_table_name()
     client = local_client(dynamodb_local.endpoint_url)  # a module fixture: its own credentials
-    create_table_if_missing(client, table)
+    create_table_if_missing(client, table, stream=False)
     port = free_port()
     log_path = tmp_path_factory.mktemp("chalice-local") / "server.log"
     SERVER_LOGS[port] = log_path

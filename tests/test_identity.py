@@ -86,7 +86,9 @@ PROTECTED = [op for op in OPERATIONS if op.access != Access.PUBLIC]
 
 
 def send(api: Api, method: str, path: str, token: str | None, body: Any = None) -> Any:
-    path = path.replace("{eventId}", "1")
+    path = path.replace("{eventId}", "1").replace("{webhookId}", "wh_" + "0" * 32)
+    if method == "delete":
+        return api.send("delete", path, None, token=token)
     if method == "post":
         return api.post(path, body if body is not None else {"eventId": 1}, token=token)
     if method == "patch":

@@ -113,8 +113,8 @@ def subjects_by_person(outbox: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.dynamodb_local
-def test_every_change_becomes_its_domain_event(local_store: TicketStore) -> None:
-    store = local_store
+def test_every_change_becomes_its_domain_event(streamed_store: TicketStore) -> None:
+    store = streamed_store
     event = booking.create_event(store, "Gig", 1, owner_id=ORGANISER_ID)
     event_id = event.event_id
     booking.book_ticket(store, event_id, "ann@example.com", None)
@@ -177,8 +177,8 @@ def test_every_change_becomes_its_domain_event(local_store: TicketStore) -> None
 
 
 @pytest.mark.dynamodb_local
-def test_each_person_gets_each_email_once(local_store: TicketStore, tmp_path: Path) -> None:
-    store = local_store
+def test_each_person_gets_each_email_once(streamed_store: TicketStore, tmp_path: Path) -> None:
+    store = streamed_store
     outbox = tmp_path / "outbox"
     event_id = booking.create_event(store, "Gig <b>&</b>", 1, owner_id=ORGANISER_ID).event_id
     booking.book_ticket(store, event_id, "ann@example.com", None)
@@ -210,9 +210,9 @@ def test_each_person_gets_each_email_once(local_store: TicketStore, tmp_path: Pa
 
 @pytest.mark.dynamodb_local
 def test_a_failed_send_is_retried_from_that_record_and_nothing_before_it_repeats(
-    local_store: TicketStore, tmp_path: Path
+    streamed_store: TicketStore, tmp_path: Path
 ) -> None:
-    store = local_store
+    store = streamed_store
     outbox = tmp_path / "outbox"
     event_id = booking.create_event(store, "Gig", 5, owner_id=ORGANISER_ID).event_id
     for person in ("ann", "bob", "cat"):
@@ -332,10 +332,7 @@ def test_a_table_made_before_notifications_gets_its_stream(local_store: TicketSt
     """``make dev`` keeps data across versions: its older table is given the stream."""
     from devtools.tables import create_table_if_missing
 
-    client = local_store.client
-    client.update_table(
-        TableName=local_store.table_name, StreamSpecification={"StreamEnabled": False}
-    )
+    client = local_store.client  # made without a stream, as before notifications
     assert not _stream_enabled(local_store)
     assert create_table_if_missing(client, local_store.table_name) is False
     assert _stream_enabled(local_store)
@@ -355,7 +352,7 @@ def _stream_enabled(store: TicketStore) -> bool:
 
 @pytest.mark.dynamodb_local
 def test_end_to_end_the_promoted_person_is_emailed_once_and_a_signed_webhook_is_delivered_once(
-    local_store: TicketStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    streamed_store: TicketStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Book to sold out, join the waiting list, cancel: through the deployed handlers
     (``app.notify_changes`` fed by the stream poller, ``app.deliver_webhooks`` by the local
@@ -363,7 +360,7 @@ def test_end_to_end_the_promoted_person_is_emailed_once_and_a_signed_webhook_is_
     import app
     from devtools.local_deliveries import deliver_due
 
-    store, outbox = local_store, tmp_path / "outbox"
+    store, outbox = streamed_store, tmp_path / "outbox"
     monkeypatch.setenv(MAIL_FROM_ENV, SENDER)
     monkeypatch.setenv(MAIL_OUTBOX_ENV, str(outbox))
     monkeypatch.setenv(WEBHOOKS_ALLOW_LOOPBACK_ENV, "1")
