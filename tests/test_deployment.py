@@ -1180,18 +1180,19 @@ def _a_promotion_with_an_endpoint(store: Any, url: str) -> None:
 
 @pytest.mark.parametrize("policy_file", ["policy-prod-notify.json", "policy-aws-notify.json"])
 def test_notify_policy_grants_exactly_what_the_handler_calls(
-    notification_wiring: dict[str, Any], policy_file: str
+    notification_wiring: dict[str, Any], policy_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real run of ``notify_changes`` on moto's stream (emails through SES, webhooks
     queued in SQS), every client call recorded."""
     from moto.dynamodb.models import dynamodb_backends
 
     from app import app
-    from chalicelib.notifications import mail
+    from chalicelib.notifications import dispatch, mail
     from chalicelib.webhooks.queue import delivery_queue
     from devtools.stream_poller import lambda_context, lambda_record
 
     store = notification_wiring["store"]
+    monkeypatch.setattr(dispatch, "WORKERS", 1)  # moto is not thread-safe
     _a_promotion_with_an_endpoint(store, "http://127.0.0.1:9/hooks")
     calls: list[tuple[str, dict[str, Any]]] = []
     record_calls(ticket_store().client, "dynamodb", calls)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -130,16 +131,19 @@ class SesMailer:
     def __init__(self, sender: str, client: SESV2Client | None = None) -> None:
         self.sender = sender
         self._client = client
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> SESV2Client:
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
+        """Created once (boto3's client creation is not thread-safe; its calls are)."""
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
 
-            config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3})
-            self._client = boto3.client("sesv2", config=config)
-        return self._client
+                config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3})
+                self._client = boto3.client("sesv2", config=config)
+            return self._client
 
     def send(self, email: Email) -> None:
         content: Any = {

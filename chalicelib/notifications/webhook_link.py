@@ -9,6 +9,8 @@ endpoint costs no marker writes at all.
 
 from __future__ import annotations
 
+import threading
+
 from chalicelib.models import WebhookEndpoint
 from chalicelib.notifications.domain_events import DomainEvent
 from chalicelib.storage import TicketStore
@@ -24,11 +26,17 @@ class OrganiserWebhooks:
         self.store = store
         self.queue = queue or delivery.delivery_queue()
         self._endpoints: dict[str, list[WebhookEndpoint]] = {}
+        self._lock = threading.Lock()
 
     def _of(self, owner_id: str) -> list[WebhookEndpoint]:
-        if owner_id not in self._endpoints:
-            self._endpoints[owner_id] = stored.endpoints(self.store, owner_id)
-        return self._endpoints[owner_id]
+        """The organiser's endpoints, read once per batch (the dispatcher's threads share
+        them: two may both read the first time; the first answer is kept)."""
+        with self._lock:
+            if owner_id in self._endpoints:
+                return self._endpoints[owner_id]
+        found = stored.endpoints(self.store, owner_id)
+        with self._lock:
+            return self._endpoints.setdefault(owner_id, found)
 
     def wanted(self, owner_id: str, event_id: int) -> bool:
         return any(endpoint.receives(event_id) for endpoint in self._of(owner_id))

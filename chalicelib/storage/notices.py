@@ -18,10 +18,7 @@ time to live (``expiresAt``) well after the stream's 24-hour retention.
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import partial
-from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING
 
 from chalicelib.storage import items, schema
 from chalicelib.storage.conditions import Condition
@@ -78,75 +75,43 @@ class NoticeLedger:
     def claim(self, domain_event_id: str, effect: str, now_ms: int) -> tuple[Claim, int]:
         """Claim ``effect`` of ``domain_event_id``: what was found, and the claim's expiry."""
         until = now_ms + CLAIM_LEASE_MS
-        condition = claimable
-        values = {
-            **condition.values,
-            ":now": items.number(now_ms),
-            ":until": items.number(until),
-            ":expires": items.number(now_ms // 1000 + MARKER_LIFETIME_S),
-        }
-        try:
-            self.store.retry.run(
-                "UpdateItem",
-                partial(
-                    self.store.client.update_item,
-                    TableName=self.store.table_name,
-                    Key=schema.notice_key(domain_event_id, effect),
-                    UpdateExpression=(
-                        f"SET #state = :claimed, claimedUntil = :until, {schema.EXPIRES_AT}"
-                        " = :expires"
-                    ),
-                    ConditionExpression=condition.expression,
-                    ExpressionAttributeNames=dict(condition.names),
-                    ExpressionAttributeValues=values,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            answer: dict[str, Any] = dict(error.response)
-            old = answer.get("Item") or {}
-            done = old.get("state", {}).get("S") == NoticeState.DONE
-            return (Claim.DONE if done else Claim.BUSY), until
-        return Claim.TAKEN, until
+        take = Condition(
+            f"SET #state = :claimed, claimedUntil = :until, {schema.EXPIRES_AT} = :expires",
+            names={"#state": "state"},
+            values={
+                ":claimed": items.string(NoticeState.CLAIMED),
+                ":until": items.number(until),
+                ":expires": items.number(now_ms // 1000 + MARKER_LIFETIME_S),
+            },
+        )
+        lapsed_before_now = Condition(values={":now": items.number(now_ms)})
+        taken, old = self.store.update_if(
+            schema.notice_key(domain_event_id, effect), take, claimable & lapsed_before_now
+        )
+        if taken:
+            return Claim.TAKEN, until
+        done = old.get("state", {}).get("S") == NoticeState.DONE
+        return (Claim.DONE if done else Claim.BUSY), until
 
     def release(self, domain_event_id: str, effect: str, claim_until: int) -> None:
         """Give up our claim after the effect failed, so the stream's retry, which comes at
         once, can claim it again instead of waiting for the lease to lapse."""
-        self._finish(domain_event_id, effect, claim_until, "REMOVE #state, claimedUntil", {})
+        forget = Condition("REMOVE #state, claimedUntil", names={"#state": "state"})
+        self._finish(domain_event_id, effect, claim_until, forget)
 
     def done(self, domain_event_id: str, effect: str, claim_until: int) -> None:
         """Mark the effect done; if our claim lapsed and was taken over, leave it to the taker
         (the effect then happens twice: the rare cost of at-least-once)."""
-        done = {":done": items.string(NoticeState.DONE)}
-        self._finish(
-            domain_event_id, effect, claim_until, "SET #state = :done REMOVE claimedUntil", done
+        mark = Condition(
+            "SET #state = :done REMOVE claimedUntil",
+            names={"#state": "state"},
+            values={":done": items.string(NoticeState.DONE)},
         )
+        self._finish(domain_event_id, effect, claim_until, mark)
 
     def _finish(
-        self,
-        domain_event_id: str,
-        effect: str,
-        claim_until: int,
-        update: str,
-        values: dict[str, Any],
+        self, domain_event_id: str, effect: str, claim_until: int, update: Condition
     ) -> None:
-        """Apply ``update`` to the marker if it still carries our claim."""
-        condition = held_by(claim_until)
-        try:
-            self.store.retry.run(
-                "UpdateItem",
-                partial(
-                    self.store.client.update_item,
-                    TableName=self.store.table_name,
-                    Key=schema.notice_key(domain_event_id, effect),
-                    UpdateExpression=update,
-                    ConditionExpression=condition.expression,
-                    ExpressionAttributeNames=dict(condition.names),
-                    ExpressionAttributeValues={**condition.values, **values},
-                ),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        """Apply ``update`` to the marker if it still carries our claim (else nothing)."""
+        key = schema.notice_key(domain_event_id, effect)
+        self.store.update_if(key, update, held_by(claim_until))

@@ -22,6 +22,7 @@ from chalicelib.errors import ConditionFailed, Role, ServiceBusy
 from chalicelib.models import Event, EventChange, Place
 from chalicelib.retry import RetryPolicy
 from chalicelib.storage import items, ranks, schema, writes
+from chalicelib.storage.conditions import Condition
 from chalicelib.storage.items import MalformedItem
 
 if TYPE_CHECKING:
@@ -524,8 +525,20 @@ class TicketStore:
 
         Raises ``ConditionFailed`` naming the roles whose conditions failed.
         """
+        reasons = self.transact_items([operation for _, operation in operations])
+        if reasons is not None:
+            failure = _condition_failure(operations, reasons)
+            assert failure is not None, "transact_items returns only condition failures"
+            raise failure
+
+    def transact_items(self, transact_items: list[Any]) -> list[dict[str, Any]] | None:
+        """Send one ``TransactWriteItems`` (one ``ClientRequestToken`` for every retry).
+
+        None when it was applied; the cancellation reasons, one per item (with the
+        old item where the request asked for it), when a condition failed. Any
+        other cancellation or error is raised.
+        """
         token = str(uuid.uuid4())
-        transact_items = [operation for _, operation in operations]
         try:
             self.retry.run(
                 "TransactWriteItems",
@@ -538,10 +551,43 @@ class TicketStore:
         except ClientError as error:
             if _error_code(error) != "TransactionCanceledException":
                 raise
-            failure = _condition_failure(operations, error.response.get("CancellationReasons", []))
-            if failure is None:
+            answer: dict[str, Any] = dict(error.response)
+            reasons: list[dict[str, Any]] = list(answer.get("CancellationReasons", []))
+            if not any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
                 raise
-            raise failure from error
+            return reasons
+        return None
+
+    def update_if(
+        self, key: schema.Key, update: Condition, condition: Condition, returns: str = "NONE"
+    ) -> tuple[bool, dict[str, Any]]:
+        """One conditional ``UpdateItem``, retried on its own.
+
+        ``(True, attributes)`` (as ``returns`` asks) when applied; ``(False, old item)``
+        when the condition failed (DynamoDB returns it: no second read to tell why).
+        """
+        names = {**update.names, **condition.names}
+        values = {**update.values, **condition.values}
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": key,
+            "UpdateExpression": update.expression,
+            "ConditionExpression": condition.expression,
+            "ReturnValues": returns,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        if values:
+            request["ExpressionAttributeValues"] = values
+        try:
+            response = self.retry.run("UpdateItem", partial(self.client.update_item, **request))
+        except ClientError as error:
+            if _error_code(error) != "ConditionalCheckFailedException":
+                raise
+            answer: dict[str, Any] = dict(error.response)
+            return False, answer.get("Item") or {}
+        return True, dict(response.get("Attributes") or {})
 
 
 def _condition_failure(

@@ -16,11 +16,8 @@ high after a timeout, which only brings a disable a little nearer.
 
 from __future__ import annotations
 
-import uuid
 from functools import partial
 from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import ClientError
 
 from chalicelib.errors import WebhookLimitReached
 from chalicelib.models import EndpointStatus, WebhookEndpoint
@@ -229,47 +226,15 @@ def _update(
     store: TicketStore, owner_id: str, webhook_id: str, update: Condition, condition: Condition
 ) -> WebhookEndpoint | None:
     """One conditional ``UpdateItem``; the item afterwards, or None if the condition failed."""
-    names = {**update.names, **condition.names}
-    values = {**update.values, **condition.values}
-    request: dict[str, Any] = {
-        "TableName": store.table_name,
-        "Key": schema.webhook_key(owner_id, webhook_id),
-        "UpdateExpression": update.expression,
-        "ConditionExpression": condition.expression,
-        "ReturnValues": "ALL_NEW",
-    }
-    if names:
-        request["ExpressionAttributeNames"] = names
-    if values:
-        request["ExpressionAttributeValues"] = values
-    try:
-        response = store.retry.run("UpdateItem", partial(store.client.update_item, **request))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return None
-        raise
-    return items.webhook_endpoint_from_item(response["Attributes"])
+    key = schema.webhook_key(owner_id, webhook_id)
+    applied, item = store.update_if(key, update, condition, returns="ALL_NEW")
+    return items.webhook_endpoint_from_item(item) if applied else None
 
 
 def _transact(store: TicketStore, operations: list[TransactWriteItemTypeDef]) -> list[bool]:
-    """Run one transaction (one idempotency token for every retry). ``[]`` when it was
-    applied; otherwise, per operation, whether its condition failed."""
-    token = str(uuid.uuid4())
-    try:
-        store.retry.run(
-            "TransactWriteItems",
-            partial(
-                store.client.transact_write_items,
-                TransactItems=operations,
-                ClientRequestToken=token,
-            ),
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-            raise
-        reasons: list[Any] = list(error.response.get("CancellationReasons", []))
-        failed = [reason.get("Code") == "ConditionalCheckFailed" for reason in reasons]
-        if not any(failed):
-            raise
-        return failed
-    return []
+    """Run one transaction. ``[]`` when it was applied; otherwise, per operation, whether
+    its condition failed."""
+    reasons = store.transact_items(list(operations))
+    if reasons is None:
+        return []
+    return [reason.get("Code") == "ConditionalCheckFailed" for reason in reasons]

@@ -49,15 +49,19 @@ class SqsDeliveryQueue:
         self.url = url
         self.dead_letter_url = dead_letter_url
         self._client = client
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import boto3
+        """Created once (the stream handler's threads share it; boto3 creates clients
+        thread-unsafely, but their calls are thread-safe)."""
+        with self._lock:
+            if self._client is None:
+                import boto3
 
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-            self._client = boto3.client("sqs", region_name=region)
-        return self._client
+                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                self._client = boto3.client("sqs", region_name=region)
+            return self._client
 
     def send(self, body: str, delay_seconds: int) -> None:
         """Send with SQS's delay, clamped to 0-900 s (the message carries its due time)."""
