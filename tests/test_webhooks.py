@@ -7,10 +7,12 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import http.client
 import itertools
 import json
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -537,3 +539,39 @@ def test_the_sqs_worker_makes_one_attempt_per_record(api: Api, store: TicketStor
     [(_, headers, body)] = receiver.received
     assert body == b'{"a":1}' and headers["webhook-id"] == "evt_1"
     verify_as_a_receiver(endpoint.secret, headers, body, int(headers["webhook-timestamp"]))
+
+
+def test_an_endpoint_that_trickles_its_answer_is_cut_off_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow-loris receiver (a byte of its answer every 0.3 s, each read well inside the
+    per-read timeout) must not hold the attempt beyond the whole-attempt deadline."""
+    monkeypatch.setenv(WEBHOOKS_ALLOW_LOOPBACK_ENV, "1")
+    monkeypatch.setattr(addresses, "ATTEMPT_DEADLINE_SECONDS", 1.5)
+    stop = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
+                if stop.is_set():
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.3)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises((OSError, http.client.HTTPException)):
+            addresses.post(f"http://127.0.0.1:{server.server_address[1]}/in", {}, b"{}")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+    assert took < 1.5 + 1.0, took  # the deadline, plus a read's worth of slack

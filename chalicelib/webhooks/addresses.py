@@ -13,9 +13,12 @@ Two checks, because the first alone is not enough:
   ``10.0.0.1`` after it was registered). The connection then goes to the address
   that was checked, not to a second lookup, so DNS rebinding cannot swap it; TLS
   still verifies the certificate against the host name. Redirects are not
-  followed (a 3xx is a failure), connecting has ``CONNECT_TIMEOUT_SECONDS`` and
-  each read of the answer ``TIMEOUT_SECONDS`` (less the time resolving took), and
-  at most ``MAX_RESPONSE_BYTES`` of the answer are read (and ignored).
+  followed (a 3xx is a failure), connecting has ``CONNECT_TIMEOUT_SECONDS``, each
+  read of the answer ``TIMEOUT_SECONDS`` (less the time resolving took), and the
+  whole attempt ``ATTEMPT_DEADLINE_SECONDS``: an endpoint that trickles its answer a
+  byte at a time is cut off there, so it holds a worker for seconds, not for the
+  function's timeout. At most ``MAX_RESPONSE_BYTES`` of the answer are read (and
+  ignored).
 
 "Public" means what ``ipaddress`` calls global and none of private, loopback,
 link-local, multicast, reserved, unspecified or shared (``100.64.0.0/10``); an
@@ -28,11 +31,13 @@ is ``1``: the local stage and the tests, whose receivers listen on ``127.0.0.1``
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -43,6 +48,8 @@ MAX_URL_LENGTH = 2048
 #: Per read of the answer (after resolving): a slow endpoint holds up only its own attempt.
 TIMEOUT_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 3.0
+#: The whole attempt, from resolving to the end of the answer, however the bytes trickle.
+ATTEMPT_DEADLINE_SECONDS = 10.0
 #: How much of an endpoint's answer is read (then ignored): only the status counts.
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -216,10 +223,31 @@ def post(url: str, headers: Mapping[str, str], body: bytes) -> int:
     kind = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
     connection = kind(host, port, address, remaining)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # Past the deadline the socket is shut down under whatever read is waiting: the read
+    # then ends at once, and the attempt fails (an OSError or an HTTPException).
+    deadline = threading.Timer(
+        max(0.0, ATTEMPT_DEADLINE_SECONDS - (time.monotonic() - started)),
+        _cut_off,
+        args=(connection,),
+    )
+    deadline.daemon = True
+    deadline.start()
     try:
         connection.request("POST", target, body=body, headers=dict(headers))
         response = connection.getresponse()
         response.read(MAX_RESPONSE_BYTES)
+        if not deadline.is_alive():
+            raise TimeoutError(f"no whole answer within {ATTEMPT_DEADLINE_SECONDS} s")
         return response.status
     finally:
+        deadline.cancel()
         connection.close()
+
+
+def _cut_off(connection: http.client.HTTPConnection) -> None:
+    """End an attempt that ran out of time: shut its socket down (a read blocked on it
+    returns at once; closing alone would not wake it)."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
