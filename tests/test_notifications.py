@@ -309,7 +309,15 @@ def test_ses_refuses_an_unverified_sender() -> None:
 
 @pytest.mark.parametrize(
     "hostile",
-    ["Gig\r\nBcc: everyone@example.com", "Gig\nX-Injected: 1", "Gig\u2028Bcc: x@example.com"],
+    [
+        "Gig\r\nBcc: everyone@example.com",
+        "Gig\nX-Injected: 1",
+        "Gig\u2028Bcc: x@example.com",
+        # RFC 2047 encoded words, which the mail library would decode into line breaks
+        "=?utf-8?q?Gig=0D=0ABcc:_attacker@evil.com?=",
+        "=?utf-8?b?R2lnDQpCY2M6IGF0dGFja2VyQGV2aWwuY29tDQpYLUluamVjdGVkOiB5ZXM=?=",
+        "Gig =?utf-8?q?=0D=0AX-Injected:_1?= night",
+    ],
 )
 def test_an_event_name_cannot_add_mail_headers(hostile: str, tmp_path: Path) -> None:
     cancelled = DomainEvent("evt_y", kinds.PLACE_RELEASED, 7, "t", "bob@example.com")
@@ -318,6 +326,9 @@ def test_an_event_name_cannot_add_mail_headers(hostile: str, tmp_path: Path) -> 
     mail.OutboxMailer(SENDER, tmp_path).send(message)
     [parsed] = read_outbox(tmp_path)
     assert parsed["Bcc"] is None and parsed["X-Injected"] is None
+    raw = next(tmp_path.glob("*.eml")).read_bytes()
+    assert b"\nBcc" not in raw and b"\nX-Injected" not in raw
+    assert "\n" not in str(parsed["Subject"]) and "\r" not in str(parsed["Subject"])
     assert list(parsed.keys()) == [
         "From",
         "To",
@@ -467,3 +478,29 @@ def test_people_are_emailed_side_by_side_and_each_persons_emails_in_order(
     for person in people[:6]:
         mine = [subject for to, subject in order if to == person]
         assert mine == ["Your ticket for Gig", "Your booking for Gig is cancelled"]
+
+
+def test_an_email_that_can_never_be_sent_is_given_up_not_retried(
+    moto_store: TicketStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A poison record must not hold up the stream: an address the mail library refuses is
+    counted and logged (without the address) and its notice is done."""
+    event_id = booking.create_event(moto_store, "Gig", 1, owner_id=ORGANISER_ID).event_id
+    poison = "=?utf-8?q?x=0D=0A?=@example.com"
+    record = {
+        "eventID": "2",
+        "eventName": "INSERT",
+        "dynamodb": {
+            "SequenceNumber": "43",
+            "ApproximateCreationDateTime": 1_800_000_000,
+            "Keys": {"PK": {"S": f"EVENT#{event_id}"}, "SK": {"S": f"PERSON#{poison}"}},
+            "NewImage": {"status": {"S": "BOOKED"}},
+        },
+    }
+    dispatcher = Dispatcher(moto_store, mail.OutboxMailer(SENDER, tmp_path), NoWebhooks())
+    assert dispatcher.handle([record]) == []
+    assert list(tmp_path.glob("*.eml")) == []
+    output = capsys.readouterr().out
+    assert "email undeliverable" in output and "x=0D=0A" not in output
+    [(notice, effect)] = read_ids(moto_store)
+    assert NoticeLedger(moto_store).claim(notice, effect, now_ms=10**13)[0] == Claim.DONE

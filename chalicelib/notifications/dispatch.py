@@ -171,20 +171,33 @@ class Dispatcher:
         data = {k: v for k, v in domain_event.data.items() if k != "waitKey"}
         return replace(domain_event, data={**data, "position": position})
 
-    def _email(self, domain_event: DomainEvent, event: Event) -> None:
+    def _email(self, domain_event: DomainEvent, event: Event) -> int:
+        """Send the email, if this domain event sends one: how many were sent (0 or 1)."""
         position = domain_event.data.get("position")
         message = mail.compose(
             domain_event, event.name, position if isinstance(position, int) else None
         )
         if message is None:
-            return
-        self.mailer.send(message)
+            return 0
+        try:
+            self.mailer.send(message)
+        except mail.Undeliverable as error:
+            self._count("EmailsUndeliverable")
+            log_event(
+                logging.ERROR,
+                "email undeliverable; given up",
+                notice=domain_event.id,
+                error=str(error),
+            )
+            return 0
         self._count("EmailsSent")
+        return 1
 
     def _once(
-        self, ledger: NoticeLedger, domain_event: DomainEvent, effect: str, act: Callable[[], Any]
+        self, ledger: NoticeLedger, domain_event: DomainEvent, effect: str, act: Callable[[], int]
     ) -> None:
-        """Run ``act`` unless this effect of ``domain_event`` already happened."""
+        """Run ``act`` unless this effect of ``domain_event`` already happened; ``act`` says
+        how many messages it sent (emails, or webhook deliveries queued)."""
         claim, until = ledger.claim(domain_event.id, effect, self.clock())
         if claim == Claim.DONE:
             log_event(logging.INFO, "notice already sent", notice=domain_event.id, effect=effect)
@@ -192,14 +205,15 @@ class Dispatcher:
         if claim == Claim.BUSY:
             raise NoticeBusy(domain_event.id)
         try:
-            act()
+            sent = act()
         except Exception:
             ledger.release(domain_event.id, effect, until)
             raise
         ledger.done(domain_event.id, effect, until)
         log_event(
             logging.INFO,
-            "notice sent",
+            "notice sent" if sent else "notice done, nothing to send",
+            sent=sent,
             notice=domain_event.id,
             effect=effect,
             type=domain_event.type,

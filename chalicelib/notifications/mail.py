@@ -23,6 +23,8 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from chalicelib.notifications import domain_events as kinds
 from chalicelib.notifications.domain_events import DomainEvent
 from chalicelib.notifications.settings import MAIL_FROM_ENV, MAIL_OUTBOX_ENV
@@ -44,6 +46,20 @@ EMAILED = frozenset(
 )
 
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85\x0b\x0c]+")
+#: The start of an RFC 2047 encoded word: a mail library decodes ``=?utf-8?q?...?=`` in
+#: a header into whatever it encodes, line breaks included, so a name must not carry one.
+_ENCODED_WORD = "=?"
+
+
+class Undeliverable(Exception):
+    """This email can never be sent as it is (a malformed address, say): retrying would
+    only hold up the stream; the notice is given up, counted and logged."""
+
+
+def header_safe(text: str) -> str:
+    """``text`` fit for a header: no line breaks, and no encoded word a mail library would
+    decode into some (``=?`` becomes ``= ?``)."""
+    return _LINE_BREAKS.sub(" ", text).replace(_ENCODED_WORD, "= ?").strip()
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ def compose(event: DomainEvent, event_name: str, position: int | None = None) ->
     """
     if event.email is None or event.type not in EMAILED:
         return None
-    name = _LINE_BREAKS.sub(" ", event_name).strip()
+    name = header_safe(event_name)
     lines: list[str]
     if event.type == kinds.PLACE_BOOKED:
         subject = f"Your ticket for {name}"
@@ -111,11 +127,15 @@ def compose(event: DomainEvent, event_name: str, position: int | None = None) ->
 def to_mime(email: Email, sender: str) -> EmailMessage:
     """The email as a MIME message: plain text with an HTML alternative."""
     message = EmailMessage()
-    message["From"] = sender
-    message["To"] = email.to
-    message["Subject"] = email.subject
+    try:
+        message["From"] = sender
+        message["To"] = email.to
+        message["Subject"] = email.subject
+    except ValueError as error:  # an address the mail library refuses
+        raise Undeliverable(type(error).__name__) from None
     message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = make_msgid(idstring=email.notice_id, domain="tickets.local")
+    domain = sender.rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(idstring=email.notice_id, domain=domain)
     message.set_content(email.text)
     message.add_alternative(email.html, subtype="html")
     return message
@@ -155,12 +175,20 @@ class SesMailer:
                 },
             }
         }
-        self.client.send_email(
-            FromEmailAddress=self.sender,
-            Destination={"ToAddresses": [email.to]},
-            Content=content,
-            EmailTags=[{"Name": "notice", "Value": email.notice_id}],
-        )
+        try:
+            self.client.send_email(
+                FromEmailAddress=self.sender,
+                Destination={"ToAddresses": [email.to]},
+                Content=content,
+                EmailTags=[{"Name": "notice", "Value": email.notice_id}],
+            )
+        except ClientError as error:
+            # SES refuses the request itself (an address it cannot parse): no retry helps.
+            # Anything else (throttling, an unverified sender) fails the record, to be
+            # retried and, at worst, to land in the on-failure queue, which alarms.
+            if error.response.get("Error", {}).get("Code") == "BadRequestException":
+                raise Undeliverable("BadRequestException") from None
+            raise
 
 
 class OutboxMailer:
