@@ -285,7 +285,13 @@ def _standing_json(result: Standing) -> dict[str, Any]:
 @app.route("/webhooks", methods=["POST"])
 @observe
 def register_webhook() -> Response:
-    """An organiser's new endpoint; the answer carries its signing secret, once."""
+    """An organiser's new endpoint; the answer carries its signing secret, once.
+
+    A query parameter is refused, not ignored: ``?eventId=1`` would otherwise register
+    an endpoint for every event of the organiser's while they meant one.
+    """
+    for name in _request().query_params or {}:
+        raise InvalidRequest(name, "is not a query parameter here; eventId goes in the body")
     new = validation.parse_new_webhook(json_body())
     registered = webhook_endpoints.register(ticket_store(), current_caller(), new.url, new.event_id)
     return Response(body=registered.to_json(), status_code=201)

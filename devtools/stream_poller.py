@@ -220,17 +220,15 @@ class StreamPoller:
         return len(records)
 
 
-def run(poller: StreamPoller, deliver: Callable[[], int], stop: threading.Event) -> None:
-    """Poll the stream and the webhook queue until ``stop`` is set; a failing poll is
-    reported and tried again (DynamoDB Local restarting, say), never fatal."""
+def run(step: Callable[[], int], stop: threading.Event, name: str) -> None:
+    """Call ``step`` until ``stop`` is set, pausing while it finds nothing to do; a failing
+    step is reported and tried again (DynamoDB Local restarting, say), never fatal."""
     while not stop.is_set():
         try:
-            handled = poller.poll_once() + deliver()
+            handled = step()
         except Exception as error:  # keep polling: this is a development stand-in
             # The type only: a message may quote an address, and no log line holds one.
-            print(
-                f"stream poller: {type(error).__name__}; trying again", file=sys.stderr, flush=True
-            )
+            print(f"{name}: {type(error).__name__}; trying again", file=sys.stderr, flush=True)
             handled = 0
         if handled == 0:
             stop.wait(IDLE_INTERVAL)
@@ -256,8 +254,17 @@ def main(argv: list[str] | None = None) -> int:
         dynamodb, streams, args.table, app.notify_changes, Checkpoint(args.checkpoint)
     )
     stop = threading.Event()
+    # Webhook deliveries on a thread of their own, as they are their own function in AWS:
+    # a slow endpoint (up to its 10 s deadline) never holds up the stream, nor the emails.
+    deliveries = threading.Thread(
+        target=run,
+        args=(lambda: deliver_due(app.deliver_webhooks), stop, "webhook deliveries"),
+        daemon=True,
+    )
+    deliveries.start()
     with contextlib.suppress(KeyboardInterrupt):
-        run(poller, lambda: deliver_due(app.deliver_webhooks), stop)
+        run(poller.poll_once, stop, "stream poller")
+    stop.set()
     return 0
 
 

@@ -48,7 +48,7 @@ SENDER = "tickets@example.com"
 class NoWebhooks:
     """An organiser without endpoints."""
 
-    def wanted(self, owner_id: str, event_id: int) -> bool:
+    def wanted(self, owner_id: str, domain_event: DomainEvent) -> bool:
         return False
 
     def enqueue(self, owner_id: str, domain_event: DomainEvent) -> int:
@@ -119,6 +119,9 @@ def test_every_change_becomes_its_domain_event(streamed_store: TicketStore) -> N
     event = booking.create_event(store, "Gig", 1, owner_id=ORGANISER_ID)
     event_id = event.event_id
     booking.book_ticket(store, event_id, "ann@example.com", None)
+    ann = store.get_place(event_id, "ann@example.com")
+    assert ann is not None and ann.booked_at is not None
+    ann_booked_at = ann.booked_at
     booking.book_ticket(store, event_id, "bob@example.com", None)
     booking.book_ticket(store, event_id, "cat@example.com", None)
     booking.book_ticket(store, event_id, "dan@example.com", None)
@@ -167,7 +170,14 @@ def test_every_change_becomes_its_domain_event(streamed_store: TicketStore) -> N
         "eventId": event_id,
         "previousTotalTickets": 1,
         "totalTickets": 3,
+        "sequence": capacity.sequence,
     }
+    # Within the event, sequence numbers order the changes: each person's in order.
+    bob = [e for e in collected.events if e.email == "bob@example.com"]
+    assert sorted(bob, key=lambda e: int(e.sequence)) == bob
+    # A place's own times (to the millisecond) date its changes where it has them.
+    booked = next(e for e in collected.events if e.type == kinds.PLACE_BOOKED)
+    assert booked.occurred_at == ann_booked_at
     ids = [e.id for e in collected.events]
     assert len(set(ids)) == len(ids)
 
@@ -410,7 +420,9 @@ def test_end_to_end_the_promoted_person_is_emailed_once_and_a_signed_webhook_is_
         bodies.append(json.loads(body))
     assert len({headers["webhook-id"] for _, headers, _ in deliveries}) == len(deliveries)
     promoted = [b for b in bodies if b["type"] == kinds.PLACE_PROMOTED]
-    assert [b["data"] for b in promoted] == [{"eventId": event_id, "userEmail": "bob@example.com"}]
+    assert [(b["data"]["eventId"], b["data"]["userEmail"]) for b in promoted] == [
+        (event_id, "bob@example.com")
+    ]
     assert sorted(b["type"] for b in bodies) == sorted(
         [kinds.PLACE_BOOKED, kinds.PLACE_WAITLISTED, kinds.PLACE_CANCELLED, kinds.PLACE_PROMOTED]
     )
@@ -504,3 +516,29 @@ def test_an_email_that_can_never_be_sent_is_given_up_not_retried(
     assert "email undeliverable" in output and "x=0D=0A" not in output
     [(notice, effect)] = read_ids(moto_store)
     assert NoticeLedger(moto_store).claim(notice, effect, now_ms=10**13)[0] == Claim.DONE
+
+
+def test_an_endpoint_gets_nothing_from_before_the_minute_it_was_registered(
+    moto_store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream read again from its start must not send a new endpoint old history."""
+    from chalicelib.notifications.webhook_link import OrganiserWebhooks
+    from chalicelib.webhooks.queue import LocalDeliveryQueue
+
+    monkeypatch.setenv(WEBHOOKS_ALLOW_LOOPBACK_ENV, "1")
+    event_id = booking.create_event(moto_store, "Gig", 1, owner_id=ORGANISER_ID).event_id
+    endpoint = endpoints.register(
+        moto_store, THE_ORGANISER, "http://127.0.0.1:9/in", event_id
+    ).endpoint
+    queue = LocalDeliveryQueue()
+    webhooks = OrganiserWebhooks(moto_store, queue)
+
+    def news(at: str) -> DomainEvent:
+        return DomainEvent("evt_" + at, kinds.PLACE_BOOKED, event_id, at, "ann@example.com")
+
+    old = news("2026-01-01T00:00:00.000+00:00")
+    same_minute = news(endpoint.created_at[:16] + ":00.000+00:00")
+    assert not webhooks.wanted(ORGANISER_ID, old)
+    assert webhooks.enqueue(ORGANISER_ID, old) == 0
+    assert webhooks.wanted(ORGANISER_ID, same_minute)
+    assert webhooks.enqueue(ORGANISER_ID, same_minute) == 1

@@ -108,6 +108,9 @@ def test_only_organisers_and_only_their_own(api: Api, no_loopback: None) -> None
         ("https://169.254.169.254/latest/meta-data", 422, "url: must not point at a private"),
         ("https://100.64.0.1/", 422, "url: must not point at a private"),
         ("https://[::ffff:10.0.0.1]/", 422, "url: must not point at a private"),
+        ("https://192.0.0.8/", 422, "url: must not point at a private"),
+        ("https://192.88.99.1/", 422, "url: must not point at a private"),
+        ("https://[fec0::1]/", 422, "url: must not point at a private"),
         ("https://[::1]/", 422, "url: must not point at this machine"),
         ("https://127.0.0.1:8443/", 422, "url: must not point at this machine"),
         ("https://localhost/", 422, "url: must not point at this machine"),
@@ -134,6 +137,23 @@ def test_urls_that_webhooks_may_not_reach_are_refused(
     assert set(reply.body) == {"Code", "Message"}
     assert reply.body["Message"].startswith(message), reply.body
     assert api.get("/webhooks").body == {"webhooks": []}
+
+
+@moto_only
+def test_the_event_in_a_query_string_is_refused_not_ignored(api: Api, no_loopback: None) -> None:
+    event_id = api.create_event(1)
+    reply = api.post(f"/webhooks?eventId={event_id}", {"url": "https://hooks.example.com/in"})
+    assert reply.status == 400, reply
+    assert reply.body["Message"].startswith("eventId: is not a query parameter here")
+    assert api.get("/webhooks").body == {"webhooks": []}
+
+
+@moto_only
+def test_a_public_address_written_as_ipv4_mapped_ipv6_is_allowed(
+    api: Api, no_loopback: None
+) -> None:
+    reply = _register(api, {"url": "https://[::ffff:1.1.1.1]/in"})
+    assert reply.status == 201, reply
 
 
 @moto_only

@@ -53,8 +53,8 @@ class NoticeBusy(Exception):
 class Webhooks(Protocol):
     """What the dispatcher needs of the organisers' webhooks."""
 
-    def wanted(self, owner_id: str, event_id: int) -> bool:
-        """Whether any enabled endpoint of ``owner_id`` wants events of ``event_id``."""
+    def wanted(self, owner_id: str, domain_event: DomainEvent) -> bool:
+        """Whether any enabled endpoint of ``owner_id`` takes ``domain_event``."""
         ...
 
     def enqueue(self, owner_id: str, domain_event: DomainEvent) -> int:
@@ -146,7 +146,7 @@ class Dispatcher:
         if wants_email:
             self._once(ledger, domain_event, EMAIL, lambda: self._email(domain_event, event))
         owner = event.owner_id
-        if owner is not None and self.webhooks.wanted(owner, event.event_id):
+        if owner is not None and self.webhooks.wanted(owner, domain_event):
             self._once(
                 ledger, domain_event, WEBHOOKS, lambda: self.webhooks.enqueue(owner, domain_event)
             )

@@ -78,12 +78,17 @@ class DomainEvent:
     occurred_at: str
     email: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    #: The stream record's sequence number: one event's records share a shard, where a
+    #: larger number (compared as a number) is a later change.
+    sequence: str = ""
 
     def payload(self) -> dict[str, Any]:
         """The JSON body a webhook receives (Standard Webhooks' ``type``/``timestamp``/``data``)."""
         data: dict[str, Any] = {"eventId": self.event_id}
         if self.email is not None:
             data["userEmail"] = self.email
+        if self.sequence:
+            data["sequence"] = self.sequence
         return {"type": self.type, "timestamp": self.occurred_at, "data": {**data, **self.data}}
 
 
@@ -117,12 +122,33 @@ def from_stream_record(record: dict[str, Any]) -> list[DomainEvent]:
     if not found:
         return []
     event_id = schema.event_id_of(partition)
-    occurred_at = _occurred_at(change)
-    record_id = str(record.get("eventID") or change.get("SequenceNumber") or "")
+    stream_time = _occurred_at(change)
+    sequence = str(change.get("SequenceNumber") or "")
+    record_id = str(record.get("eventID") or sequence)
     return [
-        DomainEvent(domain_event_id(record_id, kind_), kind_, event_id, occurred_at, email, data)
+        DomainEvent(
+            domain_event_id(record_id, kind_),
+            kind_,
+            event_id,
+            _text(new, _TIME_OF.get(kind_, "")) or stream_time,
+            email,
+            data,
+            sequence,
+        )
         for kind_, data in found
     ]
+
+
+#: The item's own record of when the change happened, to the millisecond (the stream's
+#: time is to the second in AWS, and to the minute in DynamoDB Local); the others (a
+#: deleted place, a capacity change, a close) have only the stream's.
+_TIME_OF = {
+    PLACE_BOOKED: "bookedAt",
+    PLACE_WAITLISTED: "joinedAt",
+    PLACE_PROMOTED: "promotedAt",
+    PLACE_RELEASED: "releasedAt",
+    EVENT_CANCELLED: "cancelledAt",
+}
 
 
 def _place_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -18,6 +18,9 @@ from chalicelib.storage import webhooks as stored
 from chalicelib.webhooks import delivery
 from chalicelib.webhooks.queue import DeliveryQueue
 
+#: ``YYYY-MM-DDTHH:MM`` of an ISO 8601 time (every time the service writes is UTC).
+MINUTE = len("2026-01-01T00:00")
+
 
 class OrganiserWebhooks:
     """``dispatch.Webhooks`` over the stored endpoints and the delivery queue."""
@@ -38,8 +41,23 @@ class OrganiserWebhooks:
         with self._lock:
             return self._endpoints.setdefault(owner_id, found)
 
-    def wanted(self, owner_id: str, event_id: int) -> bool:
-        return any(endpoint.receives(event_id) for endpoint in self._of(owner_id))
+    def wanted(self, owner_id: str, domain_event: DomainEvent) -> bool:
+        return bool(self._for(owner_id, domain_event))
 
     def enqueue(self, owner_id: str, domain_event: DomainEvent) -> int:
-        return delivery.enqueue_to(self.queue, owner_id, self._of(owner_id), domain_event)
+        return delivery.enqueue_to(
+            self.queue, owner_id, self._for(owner_id, domain_event), domain_event
+        )
+
+    def _for(self, owner_id: str, domain_event: DomainEvent) -> list[WebhookEndpoint]:
+        """The endpoints that take ``domain_event``: enabled, for its event, and registered
+        no later than the minute it happened. A stream read again from its start (a
+        mapping created anew, a lost checkpoint) must not send an endpoint the history
+        from before it existed; the minute is the stream time's precision in DynamoDB
+        Local (the second in AWS)."""
+        happened = domain_event.occurred_at[:MINUTE]
+        return [
+            endpoint
+            for endpoint in self._of(owner_id)
+            if endpoint.receives(domain_event.event_id) and endpoint.created_at[:MINUTE] <= happened
+        ]

@@ -68,8 +68,25 @@ def loopback_allowed() -> bool:
     return os.environ.get(WEBHOOKS_ALLOW_LOOPBACK_ENV) == "1"
 
 
+#: Special-purpose ranges that this Python's ``ipaddress`` may still call global (its
+#: tables differ between releases): IETF protocol assignments, the deprecated 6to4
+#: relay anycast, and IPv6 site-local addresses.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(network) for network in ("192.0.0.0/24", "192.88.99.0/24", "fec0::/10")
+)
+
+
 def is_forbidden(address: IPAddress, allow_loopback: bool = False) -> bool:
-    """Whether a delivery must not go to ``address``."""
+    """Whether a delivery must not go to ``address``.
+
+    An IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) is the IPv4 address itself, so
+    only that is judged; every other address is judged with whatever IPv4 address it
+    carries.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return is_forbidden(address.ipv4_mapped, allow_loopback)
+    if any(address in network for network in _NOT_PUBLIC):
+        return True
     for candidate in _embedded(address):
         if allow_loopback and candidate.is_loopback:
             continue
