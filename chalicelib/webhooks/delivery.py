@@ -1,8 +1,9 @@
 """Webhook deliveries: one message per endpoint and domain event, one attempt per message.
 
-``enqueue_deliveries`` (called by the stream handler) finds the organiser's
-enabled endpoints for the domain event's event, or for all their events, with
-one ``Query`` of the organiser's partition, and queues one message per endpoint.
+``enqueue_to`` queues one message per endpoint that takes the domain event (the
+stream handler passes the organiser's endpoints, read once per batch:
+``chalicelib.notifications.webhook_link``); ``enqueue_deliveries`` reads them
+first, with one ``Query`` of the organiser's partition.
 The message fixes the body once, so every retry signs and sends the same bytes
 under the same ``webhook-id`` (the domain event's id: receivers drop duplicates
 by it); each attempt gets a fresh ``webhook-timestamp`` and signature.
