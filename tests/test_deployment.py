@@ -290,11 +290,6 @@ def cloudformation_shape(key: str, value: Any) -> Any:
     return shape
 
 
-@pytest.mark.xfail(
-    "StreamSpecification" not in TABLE_DEFINITION,
-    reason="issue 15: TABLE_DEFINITION gains the same StreamSpecification (main branch)",
-    strict=True,
-)
 def test_the_code_creates_its_tables_with_the_templates_stream(template: dict[str, Any]) -> None:
     properties = template["Resources"]["TicketsTable"]["Properties"]
     code = TABLE_DEFINITION["StreamSpecification"]
@@ -596,7 +591,8 @@ STREAM_ARN = {"Fn::GetAtt": ["TicketsTable", "StreamArn"]}
 FOURTEEN_DAYS = 14 * 24 * 3600
 
 #: What the stream handler calls, with the role the Lambda service uses for it too.
-#: The handlers are being written (issue 15): these are the calls they will make, and
+#: The calls the handlers make (``test_notify_policy_grants_exactly_what_the_handler_calls``
+#: records them in a real run), and
 #: ``test_the_notification_code_calls_nothing_its_policies_do_not_grant`` holds them to it.
 NOTIFY_ACTIONS = {
     # The event source mapping reads the stream with the function's role. Not
@@ -1059,7 +1055,8 @@ def aws_calls_in(paths: list[Path]) -> set[str]:
 
 
 def test_the_notification_code_calls_nothing_its_policies_do_not_grant() -> None:
-    """Until the handlers land this checks little; then each new call needs its grant.
+    """A static read of the notification code: each call in it needs its grant (the
+    recorded runs below check the calls a run makes, this one the calls any path could).
 
     The local stream poller (devtools) is not deployed code, so it is not read.
     """
