@@ -126,7 +126,7 @@ class TicketStore:
         self._transact(writes.create_event(self.table_name, event, day, daily_cap))
 
     def get_event(self, event_id: int) -> Event | None:
-        item = self._get(schema.event_key(event_id))
+        item = self.get_item(schema.event_key(event_id))
         return items.event_from_item(item) if item else None
 
     def list_events(self, limit: int, before_id: int | None) -> tuple[list[Event], bool]:
@@ -176,7 +176,7 @@ class TicketStore:
 
     def event_ids(self) -> Iterator[int]:
         """Every event id, oldest first (all pages of ``EventsByNewest``): for audits."""
-        pages = self._query_pages(
+        pages = self.query_pages(
             IndexName=schema.EVENTS_BY_NEWEST_INDEX,
             KeyConditionExpression="GSI1PK = :p",
             ExpressionAttributeValues={":p": items.string(schema.EVENT_LIST_PARTITION)},
@@ -202,7 +202,7 @@ class TicketStore:
     # -- places ---------------------------------------------------------------------------
 
     def get_place(self, event_id: int, email: str) -> Place | None:
-        item = self._get(schema.person_key(event_id, email))
+        item = self.get_item(schema.person_key(event_id, email))
         return items.place_from_item(item) if item else None
 
     def places(self, event_id: int, emails: list[str]) -> dict[str, Place]:
@@ -350,7 +350,7 @@ class TicketStore:
     def event_partition(self, event_id: int) -> EventPartition:
         """Every item of one event (consistent), parsed: for tests and tools on small events."""
         partition = EventPartition(event=None)
-        pages = self._query_pages(
+        pages = self.query_pages(
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
             ConsistentRead=True,
@@ -453,8 +453,12 @@ class TicketStore:
         self.retry.back_off(attempt, CONTENTION_BASE_DELAY)
 
     # -- building blocks ----------------------------------------------------------------------
+    # The public ones (get_item, query_pages, transact_items, update_if) also serve the
+    # storage package's other modules (notices, webhooks), so every request of the
+    # table goes through one retry policy.
 
-    def _get(self, key: schema.Key) -> dict[str, Any] | None:
+    def get_item(self, key: schema.Key) -> dict[str, Any] | None:
+        """One item, read consistently (None if absent)."""
         response = self.retry.run(
             "GetItem",
             partial(self.client.get_item, TableName=self.table_name, Key=key, ConsistentRead=True),
@@ -510,7 +514,7 @@ class TicketStore:
         next_key = response.get("LastEvaluatedKey")
         return QueryPage(list(response["Items"]), dict(next_key) if next_key else None)
 
-    def _query_pages(self, **params: Any) -> Iterator[QueryOutputTypeDef]:
+    def query_pages(self, **params: Any) -> Iterator[QueryOutputTypeDef]:
         """Every page of one query, each page's request retried on its own."""
         while True:
             response = self._query(**params)

@@ -9,15 +9,15 @@ bounds the one ``Query`` that finds an organiser's endpoints for a domain event.
 
 The conditions here are module-level ``Condition`` values named for the rule they
 keep (not ``conditions.PARTS``, which holds the booking rules and their guard
-scenarios). Requests go through the store's ``RetryPolicy``; a single-item
+scenarios). Requests go through the store's building blocks (``get_item``,
+``query_pages``, ``update_if``, ``transact_items``) and so its ``RetryPolicy``; a single-item
 update that timed out may have been applied, so a failure count can be one too
 high after a timeout, which only brings a disable a little nearer.
 """
 
 from __future__ import annotations
 
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chalicelib.errors import WebhookLimitReached
 from chalicelib.models import EndpointStatus, WebhookEndpoint
@@ -114,39 +114,22 @@ def delete_endpoint(store: TicketStore, owner_id: str, webhook_id: str) -> bool:
 
 def get_endpoint(store: TicketStore, owner_id: str, webhook_id: str) -> WebhookEndpoint | None:
     """One endpoint, read consistently (the worker reads it before each attempt)."""
-    response = store.retry.run(
-        "GetItem",
-        partial(
-            store.client.get_item,
-            TableName=store.table_name,
-            Key=schema.webhook_key(owner_id, webhook_id),
-            ConsistentRead=True,
-        ),
-    )
-    item = response.get("Item")
+    item = store.get_item(schema.webhook_key(owner_id, webhook_id))
     return items.webhook_endpoint_from_item(item) if item else None
 
 
 def endpoints(store: TicketStore, owner_id: str) -> list[WebhookEndpoint]:
     """Every endpoint of ``owner_id``, oldest id first: one ``Query`` of their partition's
     ``WEBHOOK#`` items (the cap keeps it to one page)."""
-    found: list[WebhookEndpoint] = []
-    params: dict[str, Any] = {
-        "TableName": store.table_name,
-        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-        "ExpressionAttributeValues": {
+    pages = store.query_pages(
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+        ExpressionAttributeValues={
             ":pk": items.string(schema.owner_partition(owner_id)),
             ":prefix": items.string(schema.WEBHOOK_PREFIX),
         },
-        "ConsistentRead": True,
-    }
-    while True:
-        response = store.retry.run("Query", partial(store.client.query, **params))
-        found += [items.webhook_endpoint_from_item(item) for item in response["Items"]]
-        start = response.get("LastEvaluatedKey")
-        if not start:
-            return found
-        params["ExclusiveStartKey"] = start
+        ConsistentRead=True,
+    )
+    return [items.webhook_endpoint_from_item(item) for page in pages for item in page["Items"]]
 
 
 def enable_endpoint(store: TicketStore, owner_id: str, webhook_id: str) -> WebhookEndpoint | None:
