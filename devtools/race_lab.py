@@ -1,0 +1,227 @@
+"""Why contended cancellations and joins cost what they cost: a quick lab on DynamoDB Local.
+
+    python -m devtools.race_lab                          # 8 processes cancel 25 tickets each
+    python -m devtools.race_lab --operation join --per-process 50
+    python -m devtools.race_lab --schedule flat --window 0.01 --reread
+
+Not a test and not ``make bench``: it calls the domain functions
+(``booking.cancel_booking``, ``booking.book_ticket``) directly, without the app,
+so a run takes seconds and isolates the race itself. Every process starts at one
+barrier and works on the same event:
+
+* ``cancel``: the event is sold out with more people waiting than tickets, and
+  every process cancels its share of the tickets, so every cancellation promotes
+  the head of the list;
+* ``join``: the event is sold out, and every process joins the waiting list for
+  its share of new people.
+
+For each operation it records the wall time, the DynamoDB requests and the time
+spent backing off, and for joins why a refused join was refused: the same key as
+the last one committed, or a key below it (a join whose key was taken first was
+committed after one taken later). It prints the distribution, then audits the
+event (``audit_clean``).
+
+``--schedule`` and ``--reread`` replace the cancellation's contention schedule
+(``TicketStore.back_off_contention``) and its "try the next person already read"
+rule, to compare schedules under the same load; ``current`` is the service's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import statistics
+import time
+from collections import Counter
+from typing import Any
+
+from chalicelib import booking
+from chalicelib.audit import audit_events
+from chalicelib.errors import ConditionFailed, ServiceBusy
+from chalicelib.storage import TicketStore
+from devtools.dynamodb_local import DynamoDBLocal, local_client
+from devtools.harness import RequestMeter
+from devtools.tables import create_table_if_missing
+
+TABLE = "race-lab"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.race_lab",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--operation", choices=("cancel", "join"), default="cancel")
+    parser.add_argument("--processes", type=int, default=8)
+    parser.add_argument("--per-process", type=int, default=25)
+    parser.add_argument(
+        "--schedule",
+        choices=("current", "flat", "shrinking"),
+        default="current",
+        help="a cancellation's wait after a lost race: the service's own; uniform in"
+        " [0, window]; uniform in [0, window / losses]",
+    )
+    parser.add_argument("--window", type=float, default=0.06, help="seconds, for --schedule")
+    parser.add_argument(
+        "--reread", action="store_true", help="after a lost race, read the front again"
+    )
+    return parser.parse_args(argv)
+
+
+class _Recorder:
+    """One process's store, instrumented: requests, back-off time, why joins were refused."""
+
+    def __init__(self, endpoint: str, args: argparse.Namespace) -> None:
+        client = local_client(endpoint, retries={"max_attempts": 1})
+        self.meter = RequestMeter().attach(client)
+        self.store = TicketStore(client, TABLE)
+        self.slept = 0.0
+        self.refusals: Counter[str] = Counter()
+        self.gaps_ms: list[int] = []
+        real_sleep = self.store.retry.sleep
+
+        def sleep(seconds: float) -> None:
+            self.slept += seconds
+            real_sleep(seconds)
+
+        self.store.retry.sleep = sleep
+        window = args.window
+        if args.schedule == "flat":
+            self.store.back_off_contention = lambda _: sleep(random.uniform(0, window))  # type: ignore[method-assign]
+        elif args.schedule == "shrinking":
+            self.store.back_off_contention = lambda n: sleep(random.uniform(0, window / n))  # type: ignore[method-assign]
+        if args.reread:
+            booking._front_after_loss = lambda heads, failure: None  # type: ignore[assignment]
+        join = self.store.join_waitlist
+
+        def join_and_classify(event_id: int, email: str, wait_key: int, *rest: Any) -> None:
+            try:
+                join(event_id, email, wait_key, *rest)
+            except ConditionFailed as failure:
+                event = failure.old_event
+                if event is None or event.available_tickets:
+                    self.refusals["other"] += 1
+                elif event.last_wait_key == wait_key:
+                    self.refusals["same key"] += 1
+                elif event.last_wait_key > wait_key:
+                    self.refusals["key below the last"] += 1
+                    self.gaps_ms.append(event.last_wait_key - wait_key)
+                else:
+                    self.refusals["other"] += 1
+                raise
+
+        self.store.join_waitlist = join_and_classify  # type: ignore[method-assign]
+
+
+def _worker(
+    endpoint: str,
+    args: argparse.Namespace,
+    event_id: int,
+    emails: list[str],
+    barrier: Any,
+    out: Any,
+) -> None:
+    recorder = _Recorder(endpoint, args)
+    samples = []
+    barrier.wait()
+    for email in emails:
+        recorder.meter.reset()
+        recorder.slept = 0.0
+        started = time.perf_counter()
+        failed = False
+        try:
+            if args.operation == "cancel":
+                booking.cancel_booking(recorder.store, event_id, email)
+            else:
+                booking.book_ticket(recorder.store, event_id, email)
+        except ServiceBusy:
+            failed = True
+        seconds = time.perf_counter() - started
+        samples.append((seconds, recorder.meter.total, recorder.slept, failed))
+    out.put((samples, dict(recorder.refusals), recorder.gaps_ms))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Prepare the event, run the race, and return the figures (also printed)."""
+    context = multiprocessing.get_context("spawn")
+    count = args.processes * args.per_process
+    with DynamoDBLocal() as database:
+        client = local_client(database.endpoint_url)
+        create_table_if_missing(client, TABLE)
+        store = TicketStore(client, TABLE)
+        event = booking.create_event(store, "race lab", count, owner_id="race-lab")
+        holders = [f"holder{n}@example.com" for n in range(count)]
+        for email in holders:
+            booking.book_ticket(store, event.event_id, email)
+        waiting = count + 50 if args.operation == "cancel" else 10
+        for n in range(waiting):
+            booking.book_ticket(store, event.event_id, f"waiting{n}@example.com")
+        people = (
+            holders
+            if args.operation == "cancel"
+            else [f"joiner{n}@example.com" for n in range(count)]
+        )
+        barrier, out = context.Barrier(args.processes), context.Queue()
+        workers = [
+            context.Process(
+                target=_worker,
+                args=(
+                    database.endpoint_url,
+                    args,
+                    event.event_id,
+                    people[n :: args.processes],
+                    barrier,
+                    out,
+                ),
+            )
+            for n in range(args.processes)
+        ]
+        for worker in workers:
+            worker.start()
+        results = [out.get(timeout=600) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+        audit = audit_events(store, [event.event_id])
+    samples = [sample for result in results for sample in result[0]]
+    refusals: Counter[str] = Counter()
+    gaps: list[int] = []
+    for _, counts, result_gaps in results:
+        refusals.update(counts)
+        gaps += result_gaps
+    millis = [sample[0] * 1000 for sample in samples]
+    requests = [sample[1] for sample in samples]
+    figures = {
+        "operation": args.operation,
+        "schedule": args.schedule + (" + reread" if args.reread else ""),
+        "operations": len(samples),
+        "service_busy": sum(1 for sample in samples if sample[3]),
+        "requests_per_op": round(statistics.mean(requests), 2),
+        "p50_ms": round(_percentile(millis, 0.5), 1),
+        "p95_ms": round(_percentile(millis, 0.95), 1),
+        "p99_ms": round(_percentile(millis, 0.99), 1),
+        "max_ms": round(max(millis), 1),
+        "mean_backoff_ms": round(statistics.mean(sample[2] for sample in samples) * 1000, 1),
+        "requests_histogram": dict(sorted(Counter(requests).items())),
+        "audit_clean": audit.clean,
+    }
+    if args.operation == "join":
+        figures["refused_joins"] = dict(refusals)
+        figures["mean_key_gap_ms"] = round(statistics.mean(gaps), 1) if gaps else None
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    figures = run(parse_args(argv))
+    for name, value in figures.items():
+        print(f"{name:>20}  {value}")
+
+
+if __name__ == "__main__":
+    main()
