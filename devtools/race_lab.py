@@ -12,8 +12,17 @@ barrier and works on the same event:
 * ``cancel``: the event is sold out with more people waiting than tickets, and
   every process cancels its share of the tickets, so every cancellation promotes
   the head of the list;
+* ``book``: the yardstick: every process books its share of the event's free
+  tickets (the event item is just as hot, but no condition is raced for);
 * ``join``: the event is sold out, and every process joins the waiting list for
-  its share of new people.
+  its share of new people;
+* ``pass-by-count``: as ``cancel``, but each cancellation is the one write a
+  cancellation would make if a waiting place counted as booked once its rank is
+  within ``promotedCount`` (the design #13 proposes): delete the ticket, move
+  one waiting person's count to ``promotedCount``, on condition that someone
+  waits. It never touches the head, so it races for nothing but the item. This
+  is a measurement of that write alone, not of the service: the table it leaves
+  is not one the service's audit accepts (``audit_clean`` is not reported).
 
 For each operation it records the wall time, the DynamoDB requests and the time
 spent backing off, and for joins why a refused join was refused: the same key as
@@ -39,7 +48,7 @@ from typing import Any
 from chalicelib import booking
 from chalicelib.audit import audit_events
 from chalicelib.errors import ConditionFailed, ServiceBusy
-from chalicelib.storage import TicketStore
+from chalicelib.storage import TicketStore, schema
 from devtools.dynamodb_local import DynamoDBLocal, local_client
 from devtools.harness import RequestMeter
 from devtools.tables import create_table_if_missing
@@ -53,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--operation", choices=("cancel", "join"), default="cancel")
+    parser.add_argument(
+        "--operation", choices=("cancel", "book", "join", "pass-by-count"), default="cancel"
+    )
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--per-process", type=int, default=25)
     parser.add_argument(
@@ -134,6 +145,10 @@ def _worker(
         try:
             if args.operation == "cancel":
                 booking.cancel_booking(recorder.store, event_id, email)
+            elif args.operation == "book":
+                booking.book_ticket(recorder.store, event_id, email)
+            elif args.operation == "pass-by-count":
+                _pass_by_count(recorder.store, event_id, email)
             else:
                 booking.book_ticket(recorder.store, event_id, email)
         except ServiceBusy:
@@ -141,6 +156,35 @@ def _worker(
         seconds = time.perf_counter() - started
         samples.append((seconds, recorder.meter.total, recorder.slept, failed))
     out.put((samples, dict(recorder.refusals), recorder.gaps_ms))
+
+
+def _pass_by_count(store: TicketStore, event_id: int, email: str) -> None:
+    """The proposed cancellation's one transaction (see ``pass-by-count`` above)."""
+    reasons = store.transact_items(
+        [
+            {
+                "Delete": {
+                    "TableName": TABLE,
+                    "Key": schema.person_key(event_id, email),
+                    "ConditionExpression": "#status = :booked",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":booked": {"S": "BOOKED"}},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": TABLE,
+                    "Key": schema.event_key(event_id),
+                    "UpdateExpression": "SET waitingCount = waitingCount - :one"
+                    " ADD promotedCount :one",
+                    "ConditionExpression": "waitingCount > :zero",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+                }
+            },
+        ]
+    )
+    if reasons is not None:
+        raise ServiceBusy("pass-by-count: a condition failed")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -158,16 +202,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         store = TicketStore(client, TABLE)
         event = booking.create_event(store, "race lab", count, owner_id="race-lab")
         holders = [f"holder{n}@example.com" for n in range(count)]
-        for email in holders:
-            booking.book_ticket(store, event.event_id, email)
-        waiting = count + 50 if args.operation == "cancel" else 10
-        for n in range(waiting):
-            booking.book_ticket(store, event.event_id, f"waiting{n}@example.com")
-        people = (
-            holders
-            if args.operation == "cancel"
-            else [f"joiner{n}@example.com" for n in range(count)]
-        )
+        people = holders
+        if args.operation == "book":  # the same setup work as the others: DynamoDB Local warm
+            warmup = booking.create_event(store, "warm-up", count * 2 + 50, owner_id="race-lab")
+            for n in range(count * 2 + 50):
+                booking.book_ticket(store, warmup.event_id, f"warmup{n}@example.com")
+        else:
+            for email in holders:
+                booking.book_ticket(store, event.event_id, email)
+            waiting = 10 if args.operation == "join" else count + 50
+            for n in range(waiting):
+                booking.book_ticket(store, event.event_id, f"waiting{n}@example.com")
+        if args.operation == "join":
+            people = [f"joiner{n}@example.com" for n in range(count)]
         barrier, out = context.Barrier(args.processes), context.Queue()
         workers = [
             context.Process(
@@ -188,7 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results = [out.get(timeout=600) for _ in workers]
         for worker in workers:
             worker.join(timeout=60)
-        audit = audit_events(store, [event.event_id])
+        audit = audit_events(store, [event.event_id]) if args.operation != "pass-by-count" else None
     samples = [sample for result in results for sample in result[0]]
     refusals: Counter[str] = Counter()
     gaps: list[int] = []
@@ -209,8 +256,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": round(max(millis), 1),
         "mean_backoff_ms": round(statistics.mean(sample[2] for sample in samples) * 1000, 1),
         "requests_histogram": dict(sorted(Counter(requests).items())),
-        "audit_clean": audit.clean,
     }
+    if audit is not None:
+        figures["audit_clean"] = audit.clean
     if args.operation == "join":
         figures["refused_joins"] = dict(refusals)
         figures["mean_key_gap_ms"] = round(statistics.mean(gaps), 1) if gaps else None
