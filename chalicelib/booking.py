@@ -27,7 +27,7 @@ from chalicelib.errors import (
     ServiceBusy,
     WaitingListFull,
 )
-from chalicelib.hints import SoldOutHints
+from chalicelib.hints import ContendedEvents, SoldOutHints
 from chalicelib.identity.access import Caller, require_owner, speaks_for_self
 from chalicelib.models import (
     BookingOutcome,
@@ -50,6 +50,10 @@ MAX_DECISION_ROUNDS = 25
 #: front (then it leaves without first trying to cancel a ticket it lacks).
 HEAD_WINDOW = 10
 
+#: How many people promoted by count one transaction writes as tickets (with the
+#: event item, within DynamoDB's 100 items a transaction).
+SETTLE_BATCH = 98
+
 #: Events one organiser may create per UTC day (an abuse limit; the environment may
 #: change it for a stage).
 DAILY_EVENT_CAP_ENV = "EVENTS_PER_ORGANISER_PER_DAY"
@@ -64,6 +68,7 @@ MAX_ID_CLASHES = 3
 
 
 sold_out_hints = SoldOutHints()
+contended_events = ContendedEvents()
 
 
 def create_event(
@@ -169,7 +174,11 @@ def book_ticket(
             if existing is not None:
                 if request_key and existing.request_key == request_key:
                     return _replay(store, existing)
-                raise AlreadyHoldsPlace(event_id, existing.status) from None
+                status = _status_now(store, existing)
+                if status != Status.NONE:
+                    raise AlreadyHoldsPlace(event_id, status) from None
+                known = failure.old_event  # gone since it refused this booking: try again
+                continue
             known = failure.old_event
             if known is None:
                 raise EventNotFound(event_id) from None
@@ -178,6 +187,29 @@ def book_ticket(
                 raise WaitingListFull(event_id, known.waiting_list_cap or 0) from None
             sold_out_hints.remember(store.table_name, known)
     raise ServiceBusy("booking kept losing races for the same event")
+
+
+def holds_ticket_by_count(position: int) -> bool:
+    """A place stored as waiting whose position (``Snapshot.position``, taken with the
+    event's ``promotedCount``) is 0 or less was promoted by count: it holds a ticket,
+    not yet settled (see ``cancel_booking``)."""
+    return position <= 0
+
+
+def _status_now(store: TicketStore, place: Place | None) -> Status:
+    """What ``place`` holds now: a place stored as waiting may hold a ticket by count
+    (its position 0 or less), so its status is read with the counts, at one moment."""
+    for _ in range(MAX_DECISION_ROUNDS):
+        if place is None:
+            return Status.NONE
+        if place.status == Status.BOOKED or place.wait_key is None:
+            return Status.BOOKED
+        snapshot = store.snapshot(place.event_id, place.email, place.wait_key)
+        if snapshot.place == place and snapshot.event is not None:
+            holds = holds_ticket_by_count(snapshot.position())
+            return Status.BOOKED if holds else Status.WAITLISTED
+        place = snapshot.place  # changed since: judge the new state
+    raise ServiceBusy("the place kept changing while its status was read")
 
 
 def _refuse_off_sale(event: Event, now: int) -> None:
@@ -200,29 +232,33 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
     """Give up a ticket (it goes to the head of the waiting list, else back to the pool)
     or a waiting place (everyone behind moves up).
 
-    Concurrent cancellations of one event all race for the same head, and each
-    success turns every other attempt in flight into a loss. A loss costs one
-    request: the failure returns the event, whose ``lastPromotedKey`` says how
-    far the front has moved, and the first person already read with a later key
-    is the new head (nobody joins ahead of a waiting person). The front is
-    read again only when the people read are used up, or the failure was of
-    another kind. A loser first waits a jittered, growing moment
-    (``store.back_off_contention``), so the racers spread out instead of all
-    trying the next head at once.
+    A ticket goes to the head in the cancellation's own transaction, in one of two
+    ways. Uncontended, by name: read the front of the list, and promote the head
+    (its place becomes a ticket). But concurrent cancellations of one event all
+    race for the same head, and each success turns every other attempt into a
+    loss. So a cancellation that lost, or that this instance knows to be in such
+    a race (``contended_events``), passes the ticket *by count*: the event's
+    ``promotedCount`` grows by one, which drops the head's position to 0, and no
+    waiting place is touched, so there is nothing to race for but the event item.
+    The head holds the ticket from that moment (standings read it as BOOKED);
+    ``settle_promotions`` writes it as a ticket later.
     """
+    passing = contended_events.recent(store.table_name, event_id)
     heads: list[Place] | None = None  # the front of the list, as far as it is known
     for decision_round in range(1, MAX_DECISION_ROUNDS + 1):
-        if heads is None:
+        if heads is None and not passing:
             heads = store.waitlist_heads(event_id, HEAD_WINDOW)
             own = next((head for head in heads if head.email == email), None)
             if own is not None:
-                try:
-                    return _leave_waitlist(store, event_id, own)
-                except ConditionFailed as failure:
-                    _refuse_if_cancelled(event_id, failure)
-                    heads = None  # promoted meanwhile: decide again
-                    continue
+                outcome = _leave_waitlist(store, event_id, own)
+                if outcome is not None:
+                    return outcome
+                heads = None  # promoted meanwhile, or promotions to settle: decide again
+                continue
         try:
+            if passing:
+                store.cancel_and_pass(event_id, email)
+                return CancellationOutcome(Status.BOOKED, promoted_waiting_person=True)
             if not heads:
                 store.cancel_and_release(event_id, email)
                 return CancellationOutcome(Status.BOOKED, promoted_waiting_person=False)
@@ -231,42 +267,59 @@ def cancel_booking(store: TicketStore, event_id: int, email: str) -> Cancellatio
         except ConditionFailed as failure:
             _refuse_if_cancelled(event_id, failure)
             if failure.failed_for(Role.PERSON):
-                place = failure.place(Role.PERSON)
-                if place is None:
-                    if store.get_event(event_id) is None:
-                        raise EventNotFound(event_id) from None
-                    raise NoPlaceHeld(event_id) from None
-                if place.status == Status.WAITLISTED:
-                    try:
-                        return _leave_waitlist(store, event_id, place)
-                    except ConditionFailed as second:
-                        _refuse_if_cancelled(event_id, second)
-                heads = None  # promoted meanwhile, or someone joined: decide again
+                outcome = _not_a_ticket(store, event_id, failure)
+                if outcome is not None:
+                    return outcome
+                heads, passing = None, False  # the place changed: decide again
+            elif passing:
+                passing, heads = False, []  # nobody waits: the ticket goes back to the pool
             else:
-                heads = _front_after_loss(heads, failure)
-        store.back_off_contention(decision_round)
+                if heads:  # lost the head to a rival, or promotions by count are pending
+                    contended_events.remember(store.table_name, event_id)
+                passing = True  # (or someone joined before a release): pass it by count
+        if decision_round > 2:
+            store.back_off(decision_round)
     raise ServiceBusy("cancellation kept losing races for the same event")
 
 
-def _front_after_loss(heads: list[Place], failure: ConditionFailed) -> list[Place] | None:
-    """Who of ``heads`` may still be at the front after a promotion of ``heads[0]`` failed;
-    None when the list must be read again.
+def _not_a_ticket(
+    store: TicketStore, event_id: int, failure: ConditionFailed
+) -> CancellationOutcome | None:
+    """The canceller holds no ticket (the failure returned their place): leave the list
+    if they wait; None when the place changed and the cancellation must decide again."""
+    place = failure.place(Role.PERSON)
+    if place is None:
+        if store.get_event(event_id) is None:
+            raise EventNotFound(event_id) from None
+        raise NoPlaceHeld(event_id) from None
+    if place.status == Status.WAITLISTED:
+        return _leave_waitlist(store, event_id, place)
+    return None
 
-    Promotions always take the front, and nobody joins ahead of a waiting person,
-    so once ``heads[0]`` is gone the first person read with a key after the last
-    promoted one is the head, if they still wait (the next attempt's
-    ``waits_with_key`` checks that).
+
+def settle_promotions(store: TicketStore, event_id: int) -> int:
+    """Write the people promoted by count as tickets; how many this call wrote.
+
+    They are the first ``pendingPromotions`` entries of the waiting list. Each
+    transaction writes up to ``SETTLE_BATCH`` of them, guarded by
+    ``pending_at_least``, so two settlements at once write each person once (the
+    loser's ``waits_with_key`` fails). Costs 1 GetItem, 1 Query and 1 transaction
+    per batch: it grows with the promotions pending, never with the list.
     """
-    if not heads or not failure.failed_for(Role.HEAD):
-        return None  # e.g. someone joined before a release: the list changed
-    head = failure.place(Role.HEAD)
-    if head is not None and head.wait_key == heads[0].wait_key:
-        return None  # still waiting, yet the transaction failed: read again
-    passed = heads[0].wait_key or 0
-    if failure.old_event is not None:
-        passed = max(passed, failure.old_event.last_promoted_key)
-    rest = [place for place in heads if (place.wait_key or 0) > passed]
-    return rest or None
+    settled = 0
+    for attempt in range(1, MAX_DECISION_ROUNDS + 1):
+        event = store.get_event(event_id)
+        if event is None or event.cancelled or event.pending_promotions <= 0:
+            return settled
+        pending = store.waitlist_heads(event_id, min(event.pending_promotions, SETTLE_BATCH))
+        if not pending:
+            return settled
+        try:
+            store.settle_promotions(event_id, pending)
+            settled += len(pending)
+        except ConditionFailed:
+            store.back_off(attempt)  # a rival settled them first
+    return settled
 
 
 def get_standing(store: TicketStore, event_id: int, email: str) -> Standing:
@@ -288,16 +341,28 @@ def get_standing(store: TicketStore, event_id: int, email: str) -> Standing:
             return Standing(event_id, email, Status.BOOKED)
         snapshot = store.snapshot(event_id, email, place.wait_key)
         if snapshot.place == place and snapshot.event is not None and not snapshot.event.cancelled:
-            return Standing(event_id, email, Status.WAITLISTED, snapshot.position())
+            position = snapshot.position()
+            if holds_ticket_by_count(position):
+                return Standing(event_id, email, Status.BOOKED)
+            return Standing(event_id, email, Status.WAITLISTED, position)
         # Promoted, left (and perhaps joined again), or cancelled with its event since the
         # first read: judge the new state (a new wait key needs the nodes on its own path).
         place, event = snapshot.place, snapshot.event
     raise ServiceBusy("the place kept changing while its standing was read")
 
 
-def _leave_waitlist(store: TicketStore, event_id: int, place: Place) -> CancellationOutcome:
+def _leave_waitlist(store: TicketStore, event_id: int, place: Place) -> CancellationOutcome | None:
+    """Leave the list; None when the place changed or promotions by count were
+    pending (then settled first: the person may be one of them), to decide again."""
     assert place.wait_key is not None
-    store.leave_waitlist(event_id, place.email, place.wait_key)
+    try:
+        store.leave_waitlist(event_id, place.email, place.wait_key)
+    except ConditionFailed as failure:
+        _refuse_if_cancelled(event_id, failure)
+        event = failure.old_event
+        if not failure.failed_for(Role.PERSON) and event and event.pending_promotions:
+            settle_promotions(store, event_id)
+        return None
     return CancellationOutcome(Status.WAITLISTED, promoted_waiting_person=False)
 
 
@@ -330,7 +395,10 @@ def _waitlisted_outcome(
         sold_out_hints.remember(store.table_name, snapshot.event)
     place = snapshot.place
     if place is not None and place.wait_key == wait_key:
-        return BookingOutcome(Status.WAITLISTED, snapshot.position(), replayed=replayed)
+        position = snapshot.position()
+        if holds_ticket_by_count(position):
+            return BookingOutcome(status=Status.BOOKED, replayed=replayed)
+        return BookingOutcome(Status.WAITLISTED, position, replayed=replayed)
     if place is not None and place.status == Status.BOOKED:
         return BookingOutcome(status=Status.BOOKED, replayed=replayed)
     raise ServiceBusy("the place changed before its position could be read")

@@ -73,6 +73,12 @@ class Event:
     #: front, so every key up to it is gone from the list: a cancellation that lost
     #: the race for a head skips the people it read up to this key.
     last_promoted_key: int = 0
+    #: People promoted by count whose places are still stored as waiting: always
+    #: the first this many entries of the waiting list. A cancellation that lost the
+    #: race for the head passes its ticket this way (``promoted_count`` + 1, the head
+    #: not touched), and ``booking.settle_promotions`` later writes them as tickets.
+    #: Counted in ``booked_tickets``, not in ``waiting_list_count``.
+    pending_promotions: int = 0
 
     @property
     def waiting_list_full(self) -> bool:

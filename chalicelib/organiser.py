@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import replace
 
-from chalicelib.booking import get_event
+from chalicelib.booking import get_event, settle_promotions
 from chalicelib.clock import now_ms
 from chalicelib.errors import (
     BookingError,
@@ -82,6 +82,16 @@ def change_event(
         heads: list[Place] = []
         new_total = target
         if target > event.total_tickets and event.waiting_list_count > 0:
+            if event.pending_promotions:
+                # The heads must be people who wait: write those promoted by count first.
+                settle_promotions(store, event_id)
+                event, losses = get_event(store, event_id), losses + 1
+                if losses == MAX_CHANGE_ROUNDS:
+                    raise ServiceBusy(
+                        "the capacity change kept finding promotions to settle",
+                        maybe_applied=steps > 0,
+                    )
+                continue
             wanted = min(target - event.total_tickets, PROMOTIONS_PER_TRANSACTION)
             heads = store.waitlist_heads(event_id, wanted)
             if len(heads) == wanted:  # the list may go on: hand out exactly these tickets

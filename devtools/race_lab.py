@@ -2,7 +2,6 @@
 
     python -m devtools.race_lab                          # 8 processes cancel 25 tickets each
     python -m devtools.race_lab --operation join --per-process 50
-    python -m devtools.race_lab --schedule flat --window 0.01 --reread
 
 Not a test and not ``make bench``: it calls the domain functions
 (``booking.cancel_booking``, ``booking.book_ticket``) directly, without the app,
@@ -11,35 +10,25 @@ barrier and works on the same event:
 
 * ``cancel``: the event is sold out with more people waiting than tickets, and
   every process cancels its share of the tickets, so every cancellation promotes
-  the head of the list;
+  the head of the list (by name, or by count once a race is lost);
 * ``book``: the yardstick: every process books its share of the event's free
   tickets (the event item is just as hot, but no condition is raced for);
 * ``join``: the event is sold out, and every process joins the waiting list for
-  its share of new people;
-* ``pass-by-count``: as ``cancel``, but each cancellation is the one write a
-  cancellation would make if a waiting place counted as booked once its rank is
-  within ``promotedCount`` (the design #13 proposes): delete the ticket, move
-  one waiting person's count to ``promotedCount``, on condition that someone
-  waits. It never touches the head, so it races for nothing but the item. This
-  is a measurement of that write alone, not of the service: the table it leaves
-  is not one the service's audit accepts (``audit_clean`` is not reported).
+  its share of new people.
 
 For each operation it records the wall time, the DynamoDB requests and the time
 spent backing off, and for joins why a refused join was refused: the same key as
 the last one committed, or a key below it (a join whose key was taken first was
 committed after one taken later). It prints the distribution, then audits the
-event (``audit_clean``).
-
-``--schedule`` and ``--reread`` replace the cancellation's contention schedule
-(``TicketStore.back_off_contention``) and its "try the next person already read"
-rule, to compare schedules under the same load; ``current`` is the service's own.
+event (``audit_clean``), settles the promotions made by count
+(``settled_after``: what the stream handler does in AWS and under ``make dev``)
+and audits it again (``audit_clean_after_settling``).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import random
 import statistics
 import time
 from collections import Counter
@@ -48,7 +37,7 @@ from typing import Any
 from chalicelib import booking
 from chalicelib.audit import audit_events
 from chalicelib.errors import ConditionFailed, ServiceBusy
-from chalicelib.storage import TicketStore, schema
+from chalicelib.storage import TicketStore
 from devtools.dynamodb_local import DynamoDBLocal, local_client
 from devtools.harness import RequestMeter
 from devtools.tables import create_table_if_missing
@@ -62,29 +51,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--operation", choices=("cancel", "book", "join", "pass-by-count"), default="cancel"
-    )
+    parser.add_argument("--operation", choices=("cancel", "book", "join"), default="cancel")
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--per-process", type=int, default=25)
-    parser.add_argument(
-        "--schedule",
-        choices=("current", "flat", "shrinking"),
-        default="current",
-        help="a cancellation's wait after a lost race: the service's own; uniform in"
-        " [0, window]; uniform in [0, window / losses]",
-    )
-    parser.add_argument("--window", type=float, default=0.06, help="seconds, for --schedule")
-    parser.add_argument(
-        "--reread", action="store_true", help="after a lost race, read the front again"
-    )
     return parser.parse_args(argv)
 
 
 class _Recorder:
     """One process's store, instrumented: requests, back-off time, why joins were refused."""
 
-    def __init__(self, endpoint: str, args: argparse.Namespace) -> None:
+    def __init__(self, endpoint: str) -> None:
         client = local_client(endpoint, retries={"max_attempts": 1})
         self.meter = RequestMeter().attach(client)
         self.store = TicketStore(client, TABLE)
@@ -98,13 +74,6 @@ class _Recorder:
             real_sleep(seconds)
 
         self.store.retry.sleep = sleep
-        window = args.window
-        if args.schedule == "flat":
-            self.store.back_off_contention = lambda _: sleep(random.uniform(0, window))  # type: ignore[method-assign]
-        elif args.schedule == "shrinking":
-            self.store.back_off_contention = lambda n: sleep(random.uniform(0, window / n))  # type: ignore[method-assign]
-        if args.reread:
-            booking._front_after_loss = lambda heads, failure: None  # type: ignore[assignment]
         join = self.store.join_waitlist
 
         def join_and_classify(event_id: int, email: str, wait_key: int, *rest: Any) -> None:
@@ -134,7 +103,7 @@ def _worker(
     barrier: Any,
     out: Any,
 ) -> None:
-    recorder = _Recorder(endpoint, args)
+    recorder = _Recorder(endpoint)
     samples = []
     barrier.wait()
     for email in emails:
@@ -147,8 +116,6 @@ def _worker(
                 booking.cancel_booking(recorder.store, event_id, email)
             elif args.operation == "book":
                 booking.book_ticket(recorder.store, event_id, email)
-            elif args.operation == "pass-by-count":
-                _pass_by_count(recorder.store, event_id, email)
             else:
                 booking.book_ticket(recorder.store, event_id, email)
         except ServiceBusy:
@@ -156,35 +123,6 @@ def _worker(
         seconds = time.perf_counter() - started
         samples.append((seconds, recorder.meter.total, recorder.slept, failed))
     out.put((samples, dict(recorder.refusals), recorder.gaps_ms))
-
-
-def _pass_by_count(store: TicketStore, event_id: int, email: str) -> None:
-    """The proposed cancellation's one transaction (see ``pass-by-count`` above)."""
-    reasons = store.transact_items(
-        [
-            {
-                "Delete": {
-                    "TableName": TABLE,
-                    "Key": schema.person_key(event_id, email),
-                    "ConditionExpression": "#status = :booked",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":booked": {"S": "BOOKED"}},
-                }
-            },
-            {
-                "Update": {
-                    "TableName": TABLE,
-                    "Key": schema.event_key(event_id),
-                    "UpdateExpression": "SET waitingCount = waitingCount - :one"
-                    " ADD promotedCount :one",
-                    "ConditionExpression": "waitingCount > :zero",
-                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
-                }
-            },
-        ]
-    )
-    if reasons is not None:
-        raise ServiceBusy("pass-by-count: a condition failed")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -235,7 +173,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results = [out.get(timeout=600) for _ in workers]
         for worker in workers:
             worker.join(timeout=60)
-        audit = audit_events(store, [event.event_id]) if args.operation != "pass-by-count" else None
+        audit = audit_events(store, [event.event_id])
+        settled = booking.settle_promotions(store, event.event_id)
+        audit_after = audit_events(store, [event.event_id])
     samples = [sample for result in results for sample in result[0]]
     refusals: Counter[str] = Counter()
     gaps: list[int] = []
@@ -246,7 +186,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     requests = [sample[1] for sample in samples]
     figures = {
         "operation": args.operation,
-        "schedule": args.schedule + (" + reread" if args.reread else ""),
         "operations": len(samples),
         "service_busy": sum(1 for sample in samples if sample[3]),
         "requests_per_op": round(statistics.mean(requests), 2),
@@ -256,9 +195,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": round(max(millis), 1),
         "mean_backoff_ms": round(statistics.mean(sample[2] for sample in samples) * 1000, 1),
         "requests_histogram": dict(sorted(Counter(requests).items())),
+        "audit_clean": audit.clean,
+        "settled_after": settled,
+        "audit_clean_after_settling": audit_after.clean,
     }
-    if audit is not None:
-        figures["audit_clean"] = audit.clean
     if args.operation == "join":
         figures["refused_joins"] = dict(refusals)
         figures["mean_key_gap_ms"] = round(statistics.mean(gaps), 1) if gaps else None

@@ -34,7 +34,7 @@ from chalicelib.errors import (
     SalesClosed,
     WaitingListFull,
 )
-from chalicelib.hints import SoldOutHints
+from chalicelib.hints import ContendedEvents, SoldOutHints
 from chalicelib.identity.access import Caller
 from chalicelib.models import EventChange, Status
 from chalicelib.storage import TicketStore
@@ -200,13 +200,12 @@ def a_promotion_racing_a_rejoin_serves_the_list_in_order(
     assert_clean(store, event_id)
 
 
-def a_cancellation_that_lost_the_head_skips_everyone_promoted(
+def a_cancellation_that_lost_the_head_passes_its_ticket_by_count(
     store: TicketStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two rivals promote W1 and W2 after A read the front: A's failed attempt on W1
-    must say how far the front moved (the event's lastPromotedKey), so A's next try is
-    W3, not W2 (the one cost rule here: a lost race costs one request, not one per
-    person promoted meanwhile)."""
+    """Two rivals promote W1 and W2 after A read the front: A's attempt on W1 fails,
+    and A passes its ticket by count without trying anyone else by name (a lost race
+    costs one request). W3 holds the ticket from then on, and settling writes it."""
     event_id = new_event(store, 3)
     for email in ("a@example.com", "b@example.com", "c@example.com"):
         booking.book_ticket(store, event_id, email)
@@ -223,11 +222,74 @@ def a_cancellation_that_lost_the_head_skips_everyone_promoted(
         booking.cancel_booking(store, event_id, "b@example.com")
         booking.cancel_booking(store, event_id, "c@example.com")
 
+    monkeypatch.setattr(booking, "contended_events", ContendedEvents())
     with after_first_call(store, "waitlist_heads", two_rivals_cancel):
         monkeypatch.setattr(store, "cancel_and_promote", counted)
-        booking.cancel_booking(store, event_id, "a@example.com")
-    assert tried[-2:] == ["w1@example.com", "w3@example.com"]
+        outcome = booking.cancel_booking(store, event_id, "a@example.com")
+    assert outcome.promoted_waiting_person and tried[-1:] == ["w1@example.com"]
+    assert standing(store, event_id, "w3@example.com") == (Status.BOOKED, None)
     assert standing(store, event_id, "w4@example.com") == (Status.WAITLISTED, 1)
+    assert_clean(store, event_id)
+    assert booking.settle_promotions(store, event_id) == 1
+    assert store.place_and_event(event_id, "w3@example.com")[0].status == Status.BOOKED  # type: ignore[union-attr]
+    assert standing(store, event_id, "w4@example.com") == (Status.WAITLISTED, 1)
+    assert_clean(store, event_id)
+
+
+def contended(store: TicketStore, event_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This instance has seen the event's cancellations race: the next pass by count."""
+    hints = ContendedEvents()
+    hints.remember(store.table_name, event_id)
+    monkeypatch.setattr(booking, "contended_events", hints)
+
+
+def a_pass_by_count_with_nobody_waiting_returns_the_ticket(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation in a race passes by count; with the list empty, the ticket must go
+    back to the pool."""
+    event_id = new_event(store, 2)
+    for email in ("a@example.com", "b@example.com", "w@example.com"):
+        booking.book_ticket(store, event_id, email)
+    contended(store, event_id, monkeypatch)
+    assert booking.cancel_booking(store, event_id, "a@example.com").promoted_waiting_person
+    assert not booking.cancel_booking(store, event_id, "b@example.com").promoted_waiting_person
+    assert store.get_event(event_id).available_tickets == 1  # type: ignore[union-attr]
+    assert standing(store, event_id, "w@example.com") == (Status.BOOKED, None)
+    assert_clean(store, event_id)
+
+
+def a_person_promoted_by_count_cancels_a_ticket_not_a_place_in_line(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W1 holds a ticket by count, still stored as waiting: cancelling must give the
+    ticket on (to W2), never leave the list with it."""
+    event_id = new_event(store, 1)
+    for email in ("a@example.com", "w1@example.com", "w2@example.com"):
+        booking.book_ticket(store, event_id, email)
+    contended(store, event_id, monkeypatch)
+    booking.cancel_booking(store, event_id, "a@example.com")
+    assert standing(store, event_id, "w1@example.com") == (Status.BOOKED, None)
+    outcome = booking.cancel_booking(store, event_id, "w1@example.com")
+    assert outcome.previous_status == Status.BOOKED and outcome.promoted_waiting_person
+    assert standing(store, event_id, "w2@example.com") == (Status.BOOKED, None)
+    assert_clean(store, event_id)
+
+
+def two_settlements_at_once_write_only_the_promoted(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settlement reads one promotion pending; a rival settles it before the list is
+    read, so the first entry read is W2, who waits: it must not be written as a ticket."""
+    event_id = new_event(store, 1)
+    for email in ("a@example.com", "w1@example.com", "w2@example.com"):
+        booking.book_ticket(store, event_id, email)
+    contended(store, event_id, monkeypatch)
+    booking.cancel_booking(store, event_id, "a@example.com")
+    with after_first_call(store, "get_event", lambda: booking.settle_promotions(store, event_id)):
+        booking.settle_promotions(store, event_id)
+    assert standing(store, event_id, "w1@example.com") == (Status.BOOKED, None)
+    assert standing(store, event_id, "w2@example.com") == (Status.WAITLISTED, 1)
     assert_clean(store, event_id)
 
 
@@ -424,7 +486,10 @@ SCENARIOS: list[Scenario] = [
     a_waiting_person_beyond_the_heads_read_leaves,
     a_leave_racing_a_promotion_gives_back_the_ticket,
     a_promotion_racing_a_rejoin_serves_the_list_in_order,
-    a_cancellation_that_lost_the_head_skips_everyone_promoted,
+    a_cancellation_that_lost_the_head_passes_its_ticket_by_count,
+    a_pass_by_count_with_nobody_waiting_returns_the_ticket,
+    a_person_promoted_by_count_cancels_a_ticket_not_a_place_in_line,
+    two_settlements_at_once_write_only_the_promoted,
     a_lagging_id_sequence_never_overwrites_an_event,
     a_full_waiting_list_refuses_the_next_person,
     an_organiser_creates_at_most_the_daily_cap,

@@ -687,8 +687,10 @@ def test_prod_notify_policy_names_the_stream_the_table_the_sender_and_two_queues
     assert statements_for(policy, "dynamodb:") == {
         # The stream only, never the table's other streams or anyone else's.
         "dynamodb:DescribeStream dynamodb:GetRecords dynamodb:GetShardIterator": [STREAM_ARN],
-        # The table itself: no index.
+        # The table itself, and of its indexes only the waiting list: settling promotions
+        # by count reads the list's first entries.
         "dynamodb:GetItem dynamodb:Query dynamodb:UpdateItem": [TABLE_ARN],
+        "dynamodb:Query": [{"Fn::Sub": "${TicketsTable.Arn}/index/WaitingList"}],
     }
     # The webhook queue (deliveries for the worker) and the on-failure destination; not the
     # webhook dead-letter queue.
@@ -732,6 +734,7 @@ def test_chalice_deploy_notification_policies_name_the_configured_table_and_queu
             f"{table}/stream/*"
         ],
         "dynamodb:GetItem dynamodb:Query dynamodb:UpdateItem": [table],
+        "dynamodb:Query": [f"{table}/index/WaitingList"],
     }
     assert statements_for(notify, "sqs:") == {
         "sqs:SendMessage": canonical([queue, "arn:aws:sqs:*:*:ticket-booking-notify-failures"])
@@ -1129,10 +1132,21 @@ STREAM_READ_ACTIONS = {
 
 
 def iam_actions(calls: list[tuple[str, dict[str, Any]]]) -> set[str]:
-    """IAM actions of recorded calls: a ``TransactGetItems`` is authorised per item, as
-    ``GetItem``; SES v2's ``SendEmail`` is ``ses:SendEmail``."""
+    """IAM actions of recorded calls: a transaction is authorised per item (a
+    ``TransactGetItems`` as ``GetItem``, a ``TransactWriteItems`` as each item's own
+    action); SES v2's ``SendEmail`` is ``ses:SendEmail``."""
     renamed = {"dynamodb:TransactGetItems": "dynamodb:GetItem", "sesv2:SendEmail": "ses:SendEmail"}
-    return {renamed.get(action, action) for action in called(calls)}
+    per_item = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+    actions = set()
+    for name, params in calls:
+        if name == "dynamodb:TransactWriteItems":
+            for item in params["TransactItems"]:
+                actions |= {f"dynamodb:{per_item[kind]}" for kind in item if kind in per_item}
+                if "ConditionCheck" in item:
+                    actions.add("dynamodb:ConditionCheckItem")
+        else:
+            actions.add(renamed.get(name, name))
+    return actions
 
 
 @pytest.fixture
@@ -1172,7 +1186,14 @@ def _a_promotion_with_an_endpoint(store: Any, url: str) -> None:
     endpoints.register(store, owner, url, event_id)
     booking.book_ticket(store, event_id, "ann@example.com", None)
     booking.book_ticket(store, event_id, "bob@example.com", None)
-    booking.cancel_booking(store, event_id, "ann@example.com")
+    booking.book_ticket(store, event_id, "cat@example.com", None)
+    booking.cancel_booking(store, event_id, "ann@example.com")  # Bob, promoted by name
+    # Bob's cancellation in a race passes the ticket to Cat by count: the handler settles it.
+    contended = booking.ContendedEvents()
+    contended.remember(store.table_name, event_id)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(booking, "contended_events", contended)
+        booking.cancel_booking(store, event_id, "bob@example.com")
 
 
 @pytest.mark.parametrize("policy_file", ["policy-prod-notify.json", "policy-aws-notify.json"])
@@ -1210,7 +1231,9 @@ def test_notify_policy_grants_exactly_what_the_handler_calls(
     # The on-failure destination is sent to by the Lambda service (sqs:SendMessage, which
     # the code needs too); the stream is read by it.
     assert iam_actions(calls) == code - STREAM_READ_ACTIONS
-    assert tables_touched(calls) == {"table"}
+    assert tables_touched(calls) == {"table", "index/WaitingList"}
+    # Cat, promoted by count, was settled: her place is a ticket now.
+    assert "dynamodb:TransactWriteItems" in called(calls)
 
 
 @pytest.mark.parametrize("policy_file", ["policy-prod-webhooks.json", "policy-aws-webhooks.json"])

@@ -64,7 +64,11 @@ class PositionIndexRules(RuleGroup):
     def observe(self, item: Item) -> None:
         kind = item_kind(item)
         if kind == EVENT_KIND:
-            self.promoted = int(item.get("promotedCount", {}).get("N", 0))
+            # Promoted and settled: the people promoted by count but not yet settled
+            # are still stored as waiting, and counted with the waiting keys below.
+            self.promoted = int(item.get("promotedCount", {}).get("N", 0)) - int(
+                item.get("pendingPromotions", {}).get("N", 0)
+            )
         elif kind == PERSON_KIND:
             self._observe_place(item)
         else:

@@ -243,27 +243,46 @@ class PlaceRules(RuleGroup):
         return details
 
     def _counter_rules(self, event: Event) -> list[Finding]:
-        """The counters agree with the places counted and respect the caps."""
+        """The counters agree with the places counted and respect the caps.
+
+        The first ``pendingPromotions`` waiting places were promoted by count and
+        not yet settled: they hold tickets (the position index's rules check that
+        they are the front of the list).
+        """
         found: list[Finding] = []
-        if event.booked_tickets != self.booked:
+        pending = event.pending_promotions
+        booked, waiting = self.booked + pending, self.waiting - pending
+        if pending < 0 or pending > self.waiting:
             found.append(
-                ("booked-count", f"counter {event.booked_tickets} but {self.booked} booking items")
+                (
+                    "pending-promotions",
+                    f"{pending} promoted by count, but {self.waiting} waiting items",
+                )
             )
-        if event.waiting_list_count != self.waiting:
+        if event.booked_tickets != booked:
+            found.append(
+                (
+                    "booked-count",
+                    f"counter {event.booked_tickets} but {self.booked} booking items"
+                    f" and {pending} promoted by count",
+                )
+            )
+        if event.waiting_list_count != waiting:
             found.append(
                 (
                     "waiting-count",
-                    f"counter {event.waiting_list_count} but {self.waiting} waiting items",
+                    f"counter {event.waiting_list_count} but {self.waiting} waiting items,"
+                    f" {pending} of them promoted by count",
                 )
             )
         cap = event.waiting_list_cap
-        if cap is not None and self.waiting > cap:
-            found.append(("waiting-list-cap", f"{self.waiting} wait, past the cap of {cap}"))
-        if event.available_tickets > 0 and self.waiting:
+        if cap is not None and waiting > cap:
+            found.append(("waiting-list-cap", f"{waiting} wait, past the cap of {cap}"))
+        if event.available_tickets > 0 and waiting:
             found.append(
                 (
                     "no-wait-while-available",
-                    f"{event.available_tickets} tickets free while {self.waiting} people wait",
+                    f"{event.available_tickets} tickets free while {waiting} people wait",
                 )
             )
         return found

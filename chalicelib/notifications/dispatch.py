@@ -31,13 +31,14 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from chalicelib.booking import settle_promotions
 from chalicelib.clock import now_ms
 from chalicelib.models import Event, Status
 from chalicelib.notifications import domain_events as kinds
 from chalicelib.notifications import mail
 from chalicelib.notifications.domain_events import DomainEvent
 from chalicelib.observability import count, email_fingerprint, log_event
-from chalicelib.storage import TicketStore
+from chalicelib.storage import TicketStore, schema
 from chalicelib.storage.notices import Claim, NoticeLedger
 
 EMAIL = "email"
@@ -85,6 +86,7 @@ class Dispatcher:
         call and two writes, some 50 ms) would leave a promoted person's email behind a
         queue of thousands of waiting-list confirmations.
         """
+        records = list(records)
         by_item: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             keys = record.get("dynamodb", {}).get("Keys") or {}
@@ -95,12 +97,52 @@ class Dispatcher:
         else:
             with ThreadPoolExecutor(max_workers=min(WORKERS, len(groups))) as pool:
                 failed = list(pool.map(self._handle_in_order, groups))
+        failed += self._settle(records)
         # Metrics are added here, on the invocation's own thread (Powertools' metric set is
         # not made for several threads at once).
         for name, value in sorted(self._counts.items()):
             count(name, value)
         self._counts.clear()
         return sorted((s for s in failed if s is not None), key=int)
+
+    def _settle(self, records: list[dict[str, Any]]) -> list[str]:
+        """Write as tickets the people promoted by count (``booking.settle_promotions``)
+        in every event whose latest image here has some pending; the sequence numbers
+        of the event records whose settlement failed (the stream brings them back).
+
+        A promotion by count changes only the event item, so its record is what
+        starts the settlement; the settled places' own records (status BOOKED) then
+        come down the stream and send "You have a ticket", as any promotion's do.
+        """
+        latest: dict[int, dict[str, Any]] = {}
+        for record in records:
+            image = record.get("dynamodb", {}).get("NewImage") or {}
+            if image.get("SK", {}).get("S") != schema.EVENT_SK:
+                continue
+            event_id = int(image.get("eventId", {}).get("N", 0))
+            if int(image.get("pendingPromotions", {}).get("N", 0)) > 0:
+                latest[event_id] = record
+            else:
+                latest.pop(event_id, None)  # settled since
+        failed = []
+        for event_id, record in latest.items():
+            try:
+                settled = settle_promotions(self.store, event_id)
+            except Exception as error:
+                sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+                self._count("SettlementFailures")
+                log_event(
+                    logging.ERROR,
+                    "settling promotions failed; the stream retries from this record",
+                    sequenceNumber=sequence,
+                    error=type(error).__name__,
+                    errorCode=_error_code(error),
+                )
+                failed.append(sequence)
+            else:
+                for _ in range(settled):
+                    self._count("PromotionsSettled")
+        return failed
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -153,7 +195,7 @@ class Dispatcher:
 
     def _with_position(self, domain_event: DomainEvent) -> DomainEvent:
         """The waiting-list event with the person's position now (None if they no longer
-        wait with the key this record gave them)."""
+        wait with the key this record gave them, or hold a ticket by count)."""
         assert domain_event.email is not None
         wait_key = domain_event.data.get("waitKey")
         position: int | None = None
@@ -168,6 +210,8 @@ class Dispatcher:
                 and not snapshot.event.cancelled
             ):
                 position = snapshot.position()
+                if position <= 0:  # promoted by count already: its own email will say so
+                    position = None
         data = {k: v for k, v in domain_event.data.items() if k != "waitKey"}
         return replace(domain_event, data={**data, "position": position})
 

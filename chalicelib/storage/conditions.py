@@ -158,6 +158,39 @@ nobody_waiting = _part(
     )
 )
 
+someone_waits = _part(
+    ConditionPart(
+        "someone_waits",
+        "waitingCount > :zero",
+        loosened="waitingCount >= :zero",
+        constants=_ZERO,
+        guards="a ticket passed by count goes to someone who waits: with nobody left"
+        " waiting it must go back to the pool instead, or it would be lost",
+    )
+)
+
+no_pending_promotions = _part(
+    ConditionPart(
+        "no_pending_promotions",
+        "(attribute_not_exists(pendingPromotions) OR pendingPromotions = :zero)",
+        loosened="(attribute_not_exists(pendingPromotions) OR pendingPromotions >= :zero)",
+        constants=_ZERO,
+        guards="a place stored as waiting really waits: nobody at the front was promoted"
+        " by count and not yet written as a ticket. Without it such a person could leave"
+        " the list (and their ticket with them), or a promotion could skip them",
+    )
+)
+
+pending_at_least = _part(
+    ConditionPart(
+        "pending_at_least",
+        "pendingPromotions >= :settled",
+        parameter=":settled",
+        guards="settling writes as tickets only people promoted by count (the first"
+        " pendingPromotions entries of the list), never someone who still waits",
+    )
+)
+
 holds_ticket = _part(
     ConditionPart(
         "holds_ticket",
@@ -179,19 +212,6 @@ waits_with_key = _part(
         " cannot delete a ticket the person was promoted to, and a promotion cannot"
         " pick a person who left and joined again at the back (first in, first out)."
         " A separate status clause would add nothing",
-    )
-)
-
-not_passed_over = _part(
-    ConditionPart(
-        "not_passed_over",
-        "(attribute_not_exists(lastPromotedKey) OR lastPromotedKey < :headWaitKey)",
-        parameter=":headWaitKey",
-        guards="a promotion never goes to someone ahead of a person already promoted"
-        " (the promoted keys stay a prefix of the list), and when a rival promoted"
-        " first its failure returns the event, whose lastPromotedKey tells the loser"
-        " who is at the front now: it tries the next person it already read instead"
-        " of reading the list again",
     )
 )
 

@@ -56,6 +56,7 @@ def event_to_item(event: Event) -> Item:
         "lastWaitKey": number(event.last_wait_key),
         "promotedCount": number(event.promoted_count),
         "leftCount": number(event.left_count),
+        "pendingPromotions": number(event.pending_promotions),
         "createdAt": string(event.created_at),
     }
     if event.owner_id is not None:
@@ -92,6 +93,7 @@ def event_from_item(item: dict[str, Any]) -> Event:
         settings_version=int(data.get("settingsVersion", 0)),
         left_count=int(data.get("leftCount", 0)),
         last_promoted_key=int(data.get("lastPromotedKey", 0)),
+        pending_promotions=int(data.get("pendingPromotions", 0)),
     )
 
 

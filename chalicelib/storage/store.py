@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import QueryOutputTypeDef
 
 
-#: The first back-off after losing the race for the head (doubled each time, jittered):
-#: about the time a handful of promotion transactions take one after another.
-CONTENTION_BASE_DELAY = 0.06
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """One moment of one person's standing: enough to tell their position."""
@@ -393,6 +388,16 @@ class TicketStore:
             )
         )
 
+    def cancel_and_pass(self, event_id: int, email: str) -> None:
+        self._transact(writes.cancel_and_pass(self.table_name, event_id, email))
+
+    def settle_promotions(self, event_id: int, pending: list[Place]) -> None:
+        self._transact(
+            writes.settle_promotions(
+                self.table_name, event_id, pending, now_iso(), booking_key_now()
+            )
+        )
+
     def leave_waitlist(self, event_id: int, email: str, wait_key: int) -> None:
         self._transact(writes.leave_waitlist(self.table_name, event_id, email, wait_key))
 
@@ -446,11 +451,6 @@ class TicketStore:
     def back_off(self, attempt: int) -> None:
         """Wait a jittered moment before deciding again after losing a race."""
         self.retry.back_off(attempt)
-
-    def back_off_contention(self, attempt: int) -> None:
-        """Wait longer (``CONTENTION``'s scale) after losing a race for a waiting list's
-        head: one transaction's time per racer, so that 8 at once spread out."""
-        self.retry.back_off(attempt, CONTENTION_BASE_DELAY)
 
     # -- building blocks ----------------------------------------------------------------------
     # The public ones (get_item, query_pages, transact_items, update_if) also serve the

@@ -21,16 +21,18 @@ from chalicelib.storage.conditions import (
     holds_ticket,
     joins_after_last,
     keeps_booked,
+    no_pending_promotions,
     nobody_waiting,
     not_cancelled,
     not_closed_now,
-    not_passed_over,
+    pending_at_least,
     place_is_new,
     release_cursor_as_read,
     sales_not_ended,
     sales_started,
     settings_as_read,
     sold_out,
+    someone_waits,
     tickets_left,
     total_as_read,
     under_daily_cap,
@@ -65,6 +67,14 @@ PROMOTED_FROM_QUEUE = (
     "SET waitingCount = waitingCount - :one, promotedCount = promotedCount + :one,"
     " lastPromotedKey = :promotedWaitKey"
 )
+#: A promotion by count: the head is not touched, its position drops to 0 and it holds
+#: the ticket from this moment; ``SETTLE`` later writes it as a ticket.
+PASS_BY_COUNT = (
+    "SET waitingCount = waitingCount - :one, promotedCount = promotedCount + :one,"
+    " pendingPromotions = if_not_exists(pendingPromotions, :zero) + :one"
+)
+#: Settling: the first ``:settled`` people promoted by count are now stored as tickets.
+SETTLE = "SET pendingPromotions = pendingPromotions - :settled, lastPromotedKey = :promotedWaitKey"
 #: Promotion: the waiting place becomes a ticket, keeps the key it waited with, and
 #: joins the attendee list (``EventsByNewest``) at the moment it took the ticket.
 PROMOTE = (
@@ -157,19 +167,59 @@ def cancel_and_promote(
 
     The event's counters need no condition: ``booked`` and ``available`` do not
     move, and the head's condition proves someone waits. The event carries
-    ``not_cancelled`` and ``not_passed_over``: if a rival promoted the head (or
-    someone behind it) first, the event comes back with the failure and its
-    ``lastPromotedKey`` says how far the front has moved.
+    ``not_cancelled`` and ``no_pending_promotions``: with nobody promoted by count
+    and unsettled, the first place stored as waiting (the head read, consistently)
+    is the first person who waits. If a rival promoted the head first, the head's
+    condition fails and the canceller passes its ticket by count instead.
     The cancelled ticket leaves the attendee list with its place; the head joins
     it with ``booking_key``, taken now.
     """
     head_key = _wait_key(head)
-    condition = not_cancelled() & not_passed_over(head_key)
+    condition = not_cancelled() & no_pending_promotions()
     update = Condition(PROMOTED_FROM_QUEUE, values={":promotedWaitKey": items.number(head_key)})
     event = _update(table, schema.event_key(event_id), update & _ONE, condition)
     return [
         (Role.PERSON, _delete(table, schema.person_key(event_id, email), holds_ticket())),
         _promotion(table, event_id, head, now, booking_key),
+        (Role.EVENT, event),
+    ]
+
+
+def cancel_and_pass(table: str, event_id: int, email: str) -> list[Operation]:
+    """Hand a ticket to whoever is at the front, by count: ``holds_ticket``;
+    ``someone_waits`` and ``not_cancelled`` on the event.
+
+    No waiting place is touched, so concurrent cancellations of one event race
+    for nothing but the event item: the head's position drops to 0 in this
+    transaction (it holds the ticket from now on), and ``settle_promotions``
+    writes it as a ticket later.
+    """
+    condition = someone_waits() & not_cancelled()
+    return [
+        (Role.PERSON, _delete(table, schema.person_key(event_id, email), holds_ticket())),
+        (Role.EVENT, _update_event(table, event_id, PASS_BY_COUNT, condition)),
+    ]
+
+
+def settle_promotions(
+    table: str, event_id: int, pending: list[Place], now: str, booking_key: int
+) -> list[Operation]:
+    """Write the first people promoted by count as tickets: ``waits_with_key`` each,
+    ``pending_at_least`` (they are among the first ``pendingPromotions`` entries:
+    entries only join at the back, so the first read are still the first) and
+    ``not_cancelled`` on the event. ``lastPromotedKey`` moves to the last of them."""
+    values = {
+        ":settled": items.number(len(pending)),
+        ":promotedWaitKey": items.number(_wait_key(pending[-1])),
+    }
+    condition = pending_at_least(len(pending))
+    update = Condition(SETTLE, values=values)
+    event = _update(table, schema.event_key(event_id), update, condition & not_cancelled())
+    return [
+        *(
+            _promotion(table, event_id, place, now, booking_key + n)
+            for n, place in enumerate(pending)
+        ),
         (Role.EVENT, event),
     ]
 
@@ -192,14 +242,17 @@ def _promotion(table: str, event_id: int, head: Place, now: str, booking_key: in
 
 
 def leave_waitlist(table: str, event_id: int, email: str, wait_key: int) -> list[Operation]:
-    """Leave the queue (everyone behind moves up): ``waits_with_key``, ``not_cancelled``.
+    """Leave the queue (everyone behind moves up): ``waits_with_key``; ``not_cancelled``
+    and ``no_pending_promotions`` on the event.
 
-    As in promotion, the event's counter needs no condition: the person's
-    condition proves they wait, so the count is at least one.
+    With nobody promoted by count and unsettled, a place stored as waiting really
+    waits, so the event's counter needs no condition of its own: the person's
+    proves the count is at least one.
     """
+    condition = not_cancelled() & no_pending_promotions()
     return [
         (Role.PERSON, _delete(table, schema.person_key(event_id, email), waits_with_key(wait_key))),
-        (Role.EVENT, _update_event(table, event_id, LEAVE_QUEUE, not_cancelled())),
+        (Role.EVENT, _update_event(table, event_id, LEAVE_QUEUE, condition)),
         *_count_in_index(table, event_id, wait_key, _MINUS_ONE),
     ]
 
@@ -251,7 +304,7 @@ def change_event(
         ]
         values[":promoted"] = items.number(promoted)
         values[":promotedWaitKey"] = items.number(_wait_key(heads[-1]))
-        condition &= not_passed_over(_wait_key(heads[0]))
+        condition &= no_pending_promotions()
     removes: list[str] = []
     if change.changes_settings:
         _settings_update(change, read.settings_version + 1, sets, removes, values)

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from chalicelib import booking
 from chalicelib.audit import audit_event
 from chalicelib.models import Status
 from chalicelib.storage import TicketStore
@@ -66,11 +67,16 @@ def slice_costs(samples: list[Sample], phase: str, first: int) -> dict[str, Any]
 
 
 def correctness(endpoint: str, table: str, event_id: int, tickets: int) -> dict[str, Any]:
-    """The sale as the invariant audit sees it (the audit owns every rule, FIFO included)."""
+    """The sale as the invariant audit sees it (the audit owns every rule, FIFO included):
+    as the cancellations left it, with promotions made by count still pending, and
+    again once they are settled (as the stream handler would)."""
     store = TicketStore(local_client(endpoint), table)
+    violations = audit_event(store, event_id)
+    pending = store.get_event(event_id).pending_promotions  # type: ignore[union-attr]
+    settled = booking.settle_promotions(store, event_id)
+    violations += audit_event(store, event_id)
     partition = store.event_partition(event_id)
     assert partition.event is not None
-    violations = audit_event(store, event_id)
     booked = [p for p in partition.places if p.status == Status.BOOKED]
     event = partition.event
     return {
@@ -82,6 +88,8 @@ def correctness(endpoint: str, table: str, event_id: int, tickets: int) -> dict[
             "booked": event.booked_tickets,
             "waiting": event.waiting_list_count,
         },
+        "promotions_pending_before_settling": pending,
+        "settled": settled,
         "promoted": sum(1 for p in booked if p.promoted_from_wait_key is not None),
         "waiting_list_served_in_order": not any(v.rule == "fifo-promotion" for v in violations),
         "audit_violations": [v.to_json() for v in violations],
@@ -172,7 +180,8 @@ def print_table(report: dict[str, Any]) -> None:
     result = report["correctness"]
     print(
         f"correctness: sold {result['tickets_sold']}/{result['tickets']},"
-        f" oversold {result['oversold']}, promoted {result['promoted']},"
+        f" oversold {result['oversold']}, promoted {result['promoted']}"
+        f" ({result['promotions_pending_before_settling']} by count, settled after),"
         f" waiting list in order: {result['waiting_list_served_in_order']},"
         f" audit violations: {len(result['audit_violations'])}"
     )
