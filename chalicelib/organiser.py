@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import replace
 
-from chalicelib.booking import get_event, settle_promotions
+from chalicelib.booking import get_event
 from chalicelib.clock import now_ms
 from chalicelib.errors import (
     BookingError,
@@ -80,24 +80,22 @@ def change_event(
             # A rival's change (or the event's cancellation) overtook this one midway.
             raise ChangeInterrupted(event_id, steps, applied, str(refusal)) from None
         heads: list[Place] = []
+        by_count = 0
         new_total = target
         if target > event.total_tickets and event.waiting_list_count > 0:
-            if event.pending_promotions:
-                # The heads must be people who wait: write those promoted by count first.
-                settle_promotions(store, event_id)
-                event, losses = get_event(store, event_id), losses + 1
-                if losses == MAX_CHANGE_ROUNDS:
-                    raise ServiceBusy(
-                        "the capacity change kept finding promotions to settle",
-                        maybe_applied=steps > 0,
-                    )
-                continue
             wanted = min(target - event.total_tickets, PROMOTIONS_PER_TRANSACTION)
-            heads = store.waitlist_heads(event_id, wanted)
-            if len(heads) == wanted:  # the list may go on: hand out exactly these tickets
-                new_total = event.total_tickets + wanted
+            if event.pending_promotions:
+                # Promotions by count are still to settle, so the first places stored as
+                # waiting are not the first who wait: promote by count too.
+                by_count = min(wanted, event.waiting_list_count)
+                if by_count == wanted:  # the list may go on: hand out exactly these tickets
+                    new_total = event.total_tickets + wanted
+            else:
+                heads = store.waitlist_heads(event_id, wanted)
+                if len(heads) == wanted:  # the list may go on: hand out exactly these
+                    new_total = event.total_tickets + wanted
         try:
-            store.change_event(event, change, new_total, heads)
+            store.change_event(event, change, new_total, heads, by_count)
         except ConditionFailed as failure:
             # Someone booked, joined, left, was promoted, or changed the event meanwhile.
             losses += 1

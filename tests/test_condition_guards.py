@@ -401,6 +401,29 @@ def two_raises_at_once_add_the_tickets_once(store: TicketStore, _: pytest.Monkey
     assert_clean(store, event_id)
 
 
+def a_raise_by_count_never_promotes_more_than_wait(
+    store: TicketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a promotion by count still to settle, a raise promotes by count too. It read
+    two people waiting; both leave before it commits: it must not promote anyone."""
+    event_id = new_event(store, 1)
+    for email in ("a@example.com", "w1@example.com", "w2@example.com", "w3@example.com"):
+        booking.book_ticket(store, event_id, email)
+    contended(store, event_id, monkeypatch)
+    booking.cancel_booking(store, event_id, "a@example.com")  # W1 holds it by count
+
+    def both_leave() -> None:
+        booking.cancel_booking(store, event_id, "w2@example.com")
+        booking.cancel_booking(store, event_id, "w3@example.com")
+
+    with after_first_call(store, "get_event", both_leave):
+        organiser.change_event(store, THE_ORGANISER, event_id, EventChange(total_tickets=2))
+    event = store.get_event(event_id)
+    assert event is not None and (event.total_tickets, event.available_tickets) == (2, 1)
+    assert standing(store, event_id, "w1@example.com") == (Status.BOOKED, None)
+    assert_clean(store, event_id)
+
+
 def lowering_capacity_keeps_a_ticket_booked_meanwhile(
     store: TicketStore, _: pytest.MonkeyPatch
 ) -> None:
@@ -498,6 +521,7 @@ SCENARIOS: list[Scenario] = [
     a_booking_at_the_closing_moment_is_refused,
     nobody_books_while_the_organiser_has_closed_sales,
     two_raises_at_once_add_the_tickets_once,
+    a_raise_by_count_never_promotes_more_than_wait,
     lowering_capacity_keeps_a_ticket_booked_meanwhile,
     a_raise_racing_a_join_serves_the_newcomer_first,
     a_cap_racing_a_join_never_ends_below_the_list,

@@ -148,8 +148,10 @@ def test_a_raise_larger_than_one_transaction_runs_in_several(
     steps: list[int] = []
     original = TicketStore.change_event
 
-    def counted(self: TicketStore, read: Any, change: Any, new_total: int, heads: Any) -> None:
-        original(self, read, change, new_total, heads)
+    def counted(
+        self: TicketStore, read: Any, change: Any, new_total: int, heads: Any, by_count: int = 0
+    ) -> None:
+        original(self, read, change, new_total, heads, by_count)
         steps.append(len(heads))
 
     monkeypatch.setattr(TicketStore, "change_event", counted)

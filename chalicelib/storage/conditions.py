@@ -277,6 +277,17 @@ keeps_booked = _part(
     )
 )
 
+waiting_at_least = _part(
+    ConditionPart(
+        "waiting_at_least",
+        "waitingCount >= :promotedByCount",
+        parameter=":promotedByCount",
+        guards="a raise that promotes by count (while other promotions by count are still"
+        " to settle) never promotes more people than wait, even if some left after the"
+        " raise read the event",
+    )
+)
+
 waiting_count_is = _part(
     ConditionPart(
         "waiting_count_is",

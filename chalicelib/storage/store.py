@@ -402,12 +402,24 @@ class TicketStore:
         self._transact(writes.leave_waitlist(self.table_name, event_id, email, wait_key))
 
     def change_event(
-        self, read: Event, change: EventChange, new_total: int, heads: list[Place]
+        self,
+        read: Event,
+        change: EventChange,
+        new_total: int,
+        heads: list[Place],
+        by_count: int = 0,
     ) -> None:
         """One step of a settings and capacity change (``writes.change_event``)."""
         self._transact(
             writes.change_event(
-                self.table_name, read, change, new_total, heads, now_iso(), booking_key_now()
+                self.table_name,
+                read,
+                change,
+                new_total,
+                heads,
+                now_iso(),
+                booking_key_now(),
+                by_count,
             )
         )
 

@@ -36,6 +36,7 @@ from chalicelib.storage.conditions import (
     tickets_left,
     total_as_read,
     under_daily_cap,
+    waiting_at_least,
     waiting_count_is,
     waitlist_has_room,
     waits_with_key,
@@ -268,9 +269,13 @@ def change_event(
     heads: list[Place],
     now: str,
     booking_key: int,
+    by_count: int = 0,
 ) -> list[Operation]:
     """One step of ``PATCH /events/{id}``: settings, and capacity from ``read``'s total to
-    ``new_total``, handing new tickets to ``heads`` (the front of the list, in order) first.
+    ``new_total``, handing new tickets to ``heads`` (the front of the list, in order) first,
+    or to the first ``by_count`` people waiting, by count (``promotedCount`` and
+    ``pendingPromotions``, as a cancellation that lost a race does: used while other
+    promotions by count are still to settle, so no head can be named).
 
     Conditions: ``not_cancelled``; ``total_as_read`` and ``settings_as_read`` (the
     change was computed from ``read``); ``waits_with_key`` for each head;
@@ -281,7 +286,8 @@ def change_event(
     more people than one transaction carries is several calls, each a valid state.
     The promoted join the attendee list in their order in the queue, from ``booking_key``.
     """
-    promoted = len(heads)
+    assert not (heads and by_count), "by name or by count, not both"
+    promoted = len(heads) + by_count
     freed = new_total - read.total_tickets - promoted  # negative: withdrawn from the pool
     assert promoted == 0 or new_total > read.total_tickets, "only a raise promotes"
     values: dict[str, Any] = {":newTotal": items.number(new_total)}
@@ -300,11 +306,16 @@ def change_event(
             "bookedTickets = bookedTickets + :promoted",
             "waitingCount = waitingCount - :promoted",
             "promotedCount = promotedCount + :promoted",
-            "lastPromotedKey = :promotedWaitKey",
         ]
         values[":promoted"] = items.number(promoted)
+    if heads:
+        sets.append("lastPromotedKey = :promotedWaitKey")
         values[":promotedWaitKey"] = items.number(_wait_key(heads[-1]))
         condition &= no_pending_promotions()
+    if by_count:
+        sets.append("pendingPromotions = if_not_exists(pendingPromotions, :zero) + :promoted")
+        values[":zero"] = items.number(0)
+        condition &= waiting_at_least(by_count)
     removes: list[str] = []
     if change.changes_settings:
         _settings_update(change, read.settings_version + 1, sets, removes, values)
