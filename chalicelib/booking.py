@@ -174,7 +174,12 @@ def book_ticket(
             if existing is not None:
                 if request_key and existing.request_key == request_key:
                     return _replay(store, existing)
-                status = _status_now(store, existing)
+                # A place stored as waiting may hold a ticket by count: say what it holds now.
+                status = existing.status
+                if status == Status.WAITLISTED:
+                    status = get_standing(store, event_id, email).status
+                if status == Status.RELEASED:
+                    raise EventCancelled(event_id) from None
                 if status != Status.NONE:
                     raise AlreadyHoldsPlace(event_id, status) from None
                 known = failure.old_event  # gone since it refused this booking: try again
@@ -194,22 +199,6 @@ def holds_ticket_by_count(position: int) -> bool:
     event's ``promotedCount``) is 0 or less was promoted by count: it holds a ticket,
     not yet settled (see ``cancel_booking``)."""
     return position <= 0
-
-
-def _status_now(store: TicketStore, place: Place | None) -> Status:
-    """What ``place`` holds now: a place stored as waiting may hold a ticket by count
-    (its position 0 or less), so its status is read with the counts, at one moment."""
-    for _ in range(MAX_DECISION_ROUNDS):
-        if place is None:
-            return Status.NONE
-        if place.status == Status.BOOKED or place.wait_key is None:
-            return Status.BOOKED
-        snapshot = store.snapshot(place.event_id, place.email, place.wait_key)
-        if snapshot.place == place and snapshot.event is not None:
-            holds = holds_ticket_by_count(snapshot.position())
-            return Status.BOOKED if holds else Status.WAITLISTED
-        place = snapshot.place  # changed since: judge the new state
-    raise ServiceBusy("the place kept changing while its status was read")
 
 
 def _refuse_off_sale(event: Event, now: int) -> None:

@@ -70,8 +70,8 @@ class Event:
     #: changed between two reads (``chalicelib.organiser_lists.waiting_list``).
     left_count: int = 0
     #: The wait key of the person promoted last (0: nobody yet). Promotions take the
-    #: front, so every key up to it is gone from the list: a cancellation that lost
-    #: the race for a head skips the people it read up to this key.
+    #: front, so every key up to it is gone from the list (the audit checks it against
+    #: the position index). Promotions by count move it when they are settled.
     last_promoted_key: int = 0
     #: People promoted by count whose places are still stored as waiting: always
     #: the first this many entries of the waiting list. A cancellation that lost the

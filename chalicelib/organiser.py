@@ -88,12 +88,10 @@ def change_event(
                 # Promotions by count are still to settle, so the first places stored as
                 # waiting are not the first who wait: promote by count too.
                 by_count = min(wanted, event.waiting_list_count)
-                if by_count == wanted:  # the list may go on: hand out exactly these tickets
-                    new_total = event.total_tickets + wanted
             else:
                 heads = store.waitlist_heads(event_id, wanted)
-                if len(heads) == wanted:  # the list may go on: hand out exactly these
-                    new_total = event.total_tickets + wanted
+            if len(heads) + by_count == wanted:  # the list may go on: hand out exactly these
+                new_total = event.total_tickets + wanted
         try:
             store.change_event(event, change, new_total, heads, by_count)
         except ConditionFailed as failure:

@@ -101,15 +101,13 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
-    def delay(self, attempt: int, base_delay: float | None = None) -> float:
+    def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        base = self.base_delay if base_delay is None else base_delay
-        return self.rng.uniform(0, min(self.max_delay, base * 2 ** (attempt - 1)))
+        return self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
-    def back_off(self, attempt: int, base_delay: float | None = None) -> None:
-        """Sleep the jittered delay that follows failed attempt number ``attempt``
-        (on another scale than this policy's when ``base_delay`` is given)."""
-        self.sleep(self.delay(attempt, base_delay))
+    def back_off(self, attempt: int) -> None:
+        """Sleep the jittered delay that follows failed attempt number ``attempt``."""
+        self.sleep(self.delay(attempt))
 
     def run(self, operation: str, call: Callable[[], T]) -> T:
         """Run ``call``; retry it while it fails transiently; raise ``ServiceBusy`` when spent."""

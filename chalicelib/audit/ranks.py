@@ -4,10 +4,11 @@
 ``chalicelib.storage.ranks``) is exact for every waiting key ``k`` if and only if:
 
 * every leaf cell is 0 or 1 (``position-index``);
-* in key order, the first ``promotedCount`` cells set are keys before the first
-  waiting key (the promoted, always the front of the list), and the rest are
-  exactly the waiting keys, and the last promoted cell is the event's
-  ``lastPromotedKey`` (which cancellations trust to skip the promoted);
+* in key order, the first ``promotedCount - pendingPromotions`` cells set are
+  keys before the first waiting key (the promoted and settled, always the front
+  of the list), and the rest are exactly the keys of the places stored as
+  waiting (those promoted by count and not yet settled among them), and the
+  last promoted cell is the event's ``lastPromotedKey``;
 * every node's count for a child equals the sum of that child node's counts,
   so the upper levels a position reads agree with the leaves.
 

@@ -140,13 +140,12 @@ class Dispatcher:
                 )
                 failed.append(sequence)
             else:
-                for _ in range(settled):
-                    self._count("PromotionsSettled")
+                self._count("PromotionsSettled", settled)
         return failed
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, value: int = 1) -> None:
         with self._lock:
-            self._counts[name] += 1
+            self._counts[name] += value
 
     def _handle_in_order(self, records: list[dict[str, Any]]) -> str | None:
         """One item's records in order; the sequence number of the first that failed."""
