@@ -2,6 +2,7 @@
 
     python -m devtools.race_lab                          # 8 processes cancel 25 tickets each
     python -m devtools.race_lab --operation join --per-process 50
+    python -m devtools.race_lab --operation ordered [--window-ms 100]
 
 Not a test and not ``make bench``: it calls the domain functions
 (``booking.cancel_booking``, ``booking.book_ticket``) directly, without the app,
@@ -14,7 +15,14 @@ barrier and works on the same event:
 * ``book``: the yardstick: every process books its share of the event's free
   tickets (the event item is just as hot, but no condition is raced for);
 * ``join``: the event is sold out, and every process joins the waiting list for
-  its share of new people.
+  its share of new people;
+* ``ordered``: the yardstick for joins: no service code, only the race a join
+  runs. Each operation is one bare ``UpdateItem`` of one item, on the condition
+  that its key (the wait-key clock, as a join takes it) is above the last one
+  written, retried on refusal with a key above the one DynamoDB returns. With
+  ``--window-ms W`` only keys of different windows of W milliseconds are
+  ordered (what a design that let joins of one window commit in any order
+  would pay; see docs/data-model.md, "Joins that race").
 
 For each operation it records the wall time, the DynamoDB requests and the time
 spent backing off, and for joins why a refused join was refused: the same key as
@@ -34,8 +42,11 @@ import time
 from collections import Counter
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from chalicelib import booking
 from chalicelib.audit import audit_events
+from chalicelib.clock import wait_key_now
 from chalicelib.errors import ConditionFailed, ServiceBusy
 from chalicelib.storage import TicketStore
 from devtools.dynamodb_local import DynamoDBLocal, local_client
@@ -51,7 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--operation", choices=("cancel", "book", "join"), default="cancel")
+    parser.add_argument(
+        "--operation", choices=("cancel", "book", "join", "ordered"), default="cancel"
+    )
+    parser.add_argument(
+        "--window-ms", type=int, default=0, help="ordered: order only keys of different windows"
+    )
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--per-process", type=int, default=25)
     return parser.parse_args(argv)
@@ -112,7 +128,9 @@ def _worker(
         started = time.perf_counter()
         failed = False
         try:
-            if args.operation == "cancel":
+            if args.operation == "ordered":
+                _ordered_write(recorder, args.window_ms)
+            elif args.operation == "cancel":
                 booking.cancel_booking(recorder.store, event_id, email)
             elif args.operation == "book":
                 booking.book_ticket(recorder.store, event_id, email)
@@ -123,6 +141,40 @@ def _worker(
         seconds = time.perf_counter() - started
         samples.append((seconds, recorder.meter.total, recorder.slept, failed))
     out.put((samples, dict(recorder.refusals), recorder.gaps_ms))
+
+
+ORDER_KEY = {"PK": {"S": "LAB#ORDER"}, "SK": {"S": "ORDER"}}
+
+
+def _ordered_write(recorder: _Recorder, window_ms: int) -> None:
+    """One write ordered by the client's clock, as a join's ``joins_after_last`` is,
+    and nothing else: ``lastKey < :key`` (with a window, ``lastKey < :window``, and
+    the write closes every earlier window). A refusal returns the item, and the
+    next attempt takes a key above it, as a refused join does."""
+    known = 0
+    for _ in range(booking.MAX_DECISION_ROUNDS):
+        key = max(wait_key_now() // max(window_ms, 1), known + 1)
+        written = key - 1 if window_ms else key
+        try:
+            recorder.store.client.update_item(
+                TableName=TABLE,
+                Key=ORDER_KEY,
+                UpdateExpression="SET lastKey = :written",
+                ConditionExpression="lastKey < :key",
+                ExpressionAttributeValues={
+                    ":key": {"N": str(key)},
+                    ":written": {"N": str(written)},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] = dict(error.response).get("Item", {})
+            known = int(old["lastKey"]["N"])
+            recorder.refusals["a key above it written first"] += 1
+    raise ServiceBusy("the ordered write kept losing")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -141,7 +193,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         event = booking.create_event(store, "race lab", count, owner_id="race-lab")
         holders = [f"holder{n}@example.com" for n in range(count)]
         people = holders
-        if args.operation == "book":  # the same setup work as the others: DynamoDB Local warm
+        if args.operation == "ordered":
+            client.put_item(TableName=TABLE, Item={**ORDER_KEY, "lastKey": {"N": "0"}})
+        elif args.operation == "book":  # the same setup work as the others: DynamoDB Local warm
             warmup = booking.create_event(store, "warm-up", count * 2 + 50, owner_id="race-lab")
             for n in range(count * 2 + 50):
                 booking.book_ticket(store, warmup.event_id, f"warmup{n}@example.com")
@@ -151,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             waiting = 10 if args.operation == "join" else count + 50
             for n in range(waiting):
                 booking.book_ticket(store, event.event_id, f"waiting{n}@example.com")
-        if args.operation == "join":
+        if args.operation in ("join", "ordered"):
             people = [f"joiner{n}@example.com" for n in range(count)]
         barrier, out = context.Barrier(args.processes), context.Queue()
         workers = [
@@ -195,10 +249,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": round(max(millis), 1),
         "mean_backoff_ms": round(statistics.mean(sample[2] for sample in samples) * 1000, 1),
         "requests_histogram": dict(sorted(Counter(requests).items())),
-        "audit_clean": audit.clean,
-        "settled_after": settled,
-        "audit_clean_after_settling": audit_after.clean,
     }
+    if args.operation == "ordered":  # (no event was touched: nothing to audit)
+        figures["window_ms"] = args.window_ms
+        figures["refused_share"] = round(sum(refusals.values()) / sum(requests), 3)
+    else:
+        figures["audit_clean"] = audit.clean
+        figures["settled_after"] = settled
+        figures["audit_clean_after_settling"] = audit_after.clean
     if args.operation == "join":
         figures["refused_joins"] = dict(refusals)
         figures["mean_key_gap_ms"] = round(statistics.mean(gaps), 1) if gaps else None

@@ -27,3 +27,20 @@ def test_the_race_lab_runs_and_reads_the_table_back(operation: str) -> None:
     assert figures["operations"] == "6" and figures["service_busy"] == "0"
     assert float(figures["requests_per_op"]) >= 1
     assert figures["audit_clean"] == figures["audit_clean_after_settling"] == "True"
+
+
+def test_the_ordered_write_yardstick_counts_its_refusals() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "devtools.race_lab", "--operation", "ordered", *TINY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = dict(line.split(maxsplit=1) for line in run.stdout.splitlines() if line.strip())
+    assert figures["operations"] == "6" and figures["service_busy"] == "0"
+    requests = float(figures["requests_per_op"])
+    # Every refusal is one more request: the share printed is the share of the requests.
+    assert requests >= 1
+    assert abs(float(figures["refused_share"]) - (requests - 1) / requests) < 0.01
