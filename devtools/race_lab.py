@@ -83,6 +83,14 @@ class _Recorder:
         self.slept = 0.0
         self.refusals: Counter[str] = Counter()
         self.gaps_ms: list[int] = []
+        # Each join attempt: (its key, when it was sent (ns), the key that beat it or None).
+        self.attempts: list[tuple[int, int, int | None]] = []
+        self.sent_ns = 0
+
+        def sent(**_: Any) -> None:
+            self.sent_ns = time.time_ns()
+
+        client.meta.events.register("before-send.dynamodb.TransactWriteItems", sent)
         real_sleep = self.store.retry.sleep
 
         def sleep(seconds: float) -> None:
@@ -95,6 +103,7 @@ class _Recorder:
         def join_and_classify(event_id: int, email: str, wait_key: int, *rest: Any) -> None:
             try:
                 join(event_id, email, wait_key, *rest)
+                self.attempts.append((wait_key, self.sent_ns, None))
             except ConditionFailed as failure:
                 event = failure.old_event
                 if event is None or event.available_tickets:
@@ -102,7 +111,7 @@ class _Recorder:
                 elif event.last_wait_key == wait_key:
                     self.refusals["same key"] += 1
                 elif event.last_wait_key > wait_key:
-                    self.refusals["key below the last"] += 1
+                    self.attempts.append((wait_key, self.sent_ns, event.last_wait_key))
                     self.gaps_ms.append(event.last_wait_key - wait_key)
                 else:
                     self.refusals["other"] += 1
@@ -140,7 +149,7 @@ def _worker(
             failed = True
         seconds = time.perf_counter() - started
         samples.append((seconds, recorder.meter.total, recorder.slept, failed))
-    out.put((samples, dict(recorder.refusals), recorder.gaps_ms))
+    out.put((samples, dict(recorder.refusals), recorder.gaps_ms, recorder.attempts))
 
 
 ORDER_KEY = {"PK": {"S": "LAB#ORDER"}, "SK": {"S": "ORDER"}}
@@ -175,6 +184,26 @@ def _ordered_write(recorder: _Recorder, window_ms: int) -> None:
             known = int(old["lastKey"]["N"])
             recorder.refusals["a key above it written first"] += 1
     raise ServiceBusy("the ordered write kept losing")
+
+
+def _why_keys_below(attempts: list[tuple[int, int, int | None]]) -> Counter[str]:
+    """Split the joins refused with a key below the last by where the order turned:
+    in this process (its key was taken first but sent after the winner's: the
+    process was descheduled in between) or in the database (sent first, committed
+    after the winner). Send times are wall-clock, comparable across processes."""
+    sent_by_key = {key: sent for key, sent, beaten_by in attempts if beaten_by is None}
+    why: Counter[str] = Counter()
+    for _, sent, beaten_by in attempts:
+        if beaten_by is None:
+            continue
+        winner_sent = sent_by_key.get(beaten_by)
+        if winner_sent is None:
+            why["key below the last (winner not seen)"] += 1
+        elif winner_sent < sent:
+            why["key below the last: taken first, sent after the winner"] += 1
+        else:
+            why["key below the last: sent first, committed after the winner"] += 1
+    return why
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -233,9 +262,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     samples = [sample for result in results for sample in result[0]]
     refusals: Counter[str] = Counter()
     gaps: list[int] = []
-    for _, counts, result_gaps in results:
+    attempts: list[tuple[int, int, int | None]] = []
+    for _, counts, result_gaps, result_attempts in results:
         refusals.update(counts)
         gaps += result_gaps
+        attempts += result_attempts
+    refusals.update(_why_keys_below(attempts))
     millis = [sample[0] * 1000 for sample in samples]
     requests = [sample[1] for sample in samples]
     figures = {
