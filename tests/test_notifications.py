@@ -187,6 +187,53 @@ def test_every_change_becomes_its_domain_event(streamed_store: TicketStore) -> N
     assert [e.id for e in again.events] == ids
 
 
+@dataclass
+class AllWebhooks:
+    """An organiser whose endpoint wants everything: what would be queued for it."""
+
+    queued: list[DomainEvent] = field(default_factory=list)
+
+    def wanted(self, owner_id: str, domain_event: DomainEvent) -> bool:
+        return True
+
+    def enqueue(self, owner_id: str, domain_event: DomainEvent) -> int:
+        self.queued.append(domain_event)
+        return 1
+
+
+@pytest.mark.dynamodb_local
+def test_a_place_holding_a_ticket_by_count_is_released_as_booked(
+    streamed_store: TicketStore, tmp_path: Path
+) -> None:
+    """Settling stops when the event is cancelled, so a person promoted by count may
+    still be stored as waiting: the release tells organisers they held a ticket."""
+    store = streamed_store
+    event_id = booking.create_event(store, "Gig", 1, owner_id=ORGANISER_ID).event_id
+    for person in ("ann", "bob", "cat"):
+        booking.book_ticket(store, event_id, f"{person}@example.com", None)
+    store.cancel_and_pass(event_id, "ann@example.com")  # bob holds the ticket by count
+    organiser.cancel_event(store, THE_ORGANISER, event_id)
+    event = store.get_event(event_id)
+    assert event is not None and event.pending_promotions == 1
+
+    webhooks = AllWebhooks()
+
+    def handle(lambda_event: dict[str, Any], context: Any) -> dict[str, Any]:
+        dispatcher = Dispatcher(store, CountingOutbox(tmp_path / "outbox"), webhooks)
+        failed = dispatcher.handle(lambda_event["Records"])
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in failed]}
+
+    poller_for(store, handle).drain()
+    released = {
+        e.email: e.payload()["data"] for e in webhooks.queued if e.type == kinds.PLACE_RELEASED
+    }
+    assert {who: data["previousStatus"] for who, data in released.items()} == {
+        "bob@example.com": "BOOKED",
+        "cat@example.com": "WAITLISTED",
+    }
+    assert not any("waitKey" in data for data in released.values())
+
+
 @pytest.mark.dynamodb_local
 def test_each_person_gets_each_email_once(streamed_store: TicketStore, tmp_path: Path) -> None:
     store = streamed_store

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from chalicelib.booking import settle_promotions
+from chalicelib.booking import holds_ticket_by_count, settle_promotions
 from chalicelib.clock import now_ms
 from chalicelib.models import Event, Status
 from chalicelib.notifications import domain_events as kinds
@@ -183,6 +183,8 @@ class Dispatcher:
             return
         if domain_event.type == kinds.PLACE_WAITLISTED:
             domain_event = self._with_position(domain_event)
+        if domain_event.type == kinds.PLACE_RELEASED:
+            domain_event = self._with_what_was_held(domain_event, event)
         wants_email = domain_event.email is not None and domain_event.type in mail.EMAILED
         if wants_email:
             self._once(ledger, domain_event, EMAIL, lambda: self._email(domain_event, event))
@@ -213,6 +215,33 @@ class Dispatcher:
                     position = None
         data = {k: v for k, v in domain_event.data.items() if k != "waitKey"}
         return replace(domain_event, data={**data, "position": position})
+
+    def _with_what_was_held(self, domain_event: DomainEvent, event: Event) -> DomainEvent:
+        """The released place's ``previousStatus``: BOOKED for a place stored as waiting
+        that held a ticket by count when its event was cancelled (settling stops then).
+
+        The event read in this batch is already cancelled (this record comes after the
+        cancellation), so its ``pendingPromotions`` no longer moves: only while some are
+        pending is a place's position read (one ``TransactGetItems``), 0 or less being
+        a ticket (``booking.holds_ticket_by_count``).
+        """
+        data = dict(domain_event.data)
+        wait_key = data.pop("waitKey", None)
+        if (
+            data.get("previousStatus") == Status.WAITLISTED
+            and event.pending_promotions > 0
+            and isinstance(wait_key, int)
+            and domain_event.email is not None
+        ):
+            snapshot = self.store.snapshot(domain_event.event_id, domain_event.email, wait_key)
+            place = snapshot.place
+            if (
+                place is not None
+                and place.wait_key == wait_key
+                and holds_ticket_by_count(snapshot.position())
+            ):
+                data["previousStatus"] = Status.BOOKED.value
+        return replace(domain_event, data=data)
 
     def _email(self, domain_event: DomainEvent, event: Event) -> int:
         """Send the email, if this domain event sends one: how many were sent (0 or 1)."""

@@ -164,6 +164,9 @@ def _place_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, 
     if not new and before == Status.WAITLISTED:
         return [(PLACE_LEFT, {})]
     if old and new and "releasedAt" in new and "releasedAt" not in old:
+        if after == Status.WAITLISTED:
+            # The key lets the handler tell a place promoted by count: it held a ticket.
+            return [(PLACE_RELEASED, {"previousStatus": after, "waitKey": _number(new, "waitKey")})]
         return [(PLACE_RELEASED, {"previousStatus": after})]
     if before == Status.WAITLISTED and after == Status.BOOKED:
         return [(PLACE_PROMOTED, {})]
