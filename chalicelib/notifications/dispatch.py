@@ -15,7 +15,8 @@ markers make everything before it that already happened happen only once.
 
 Cost, per domain event that has an effect: two small writes per effect (claim,
 done), one read of the event per batch, and for a waiting-list confirmation one
-``TransactGetItems`` for the position; none of it on the booking path.
+``TransactGetItems`` for the position (also for a released waiting place, if its
+cancelled event had promotions by count pending); none of it on the booking path.
 """
 
 from __future__ import annotations
