@@ -182,7 +182,8 @@ def _ordered_write(recorder: _Recorder, window_ms: int) -> None:
                 raise
             old: dict[str, Any] = dict(error.response).get("Item", {})
             known = int(old["lastKey"]["N"])
-            recorder.refusals["a key above it written first"] += 1
+            winners_key = known + 1 if window_ms else known
+            recorder.refusals["same key" if winners_key == key else "key below the last"] += 1
     raise ServiceBusy("the ordered write kept losing")
 
 
@@ -285,6 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.operation == "ordered":  # (no event was touched: nothing to audit)
         figures["window_ms"] = args.window_ms
         figures["refused_share"] = round(sum(refusals.values()) / sum(requests), 3)
+        figures["refused_writes"] = dict(refusals)
     else:
         figures["audit_clean"] = audit.clean
         figures["settled_after"] = settled
