@@ -208,10 +208,12 @@ def test_a_place_holding_a_ticket_by_count_is_released_as_booked(
     """Settling stops when the event is cancelled, so a person promoted by count may
     still be stored as waiting: the release tells organisers they held a ticket."""
     store = streamed_store
-    event_id = booking.create_event(store, "Gig", 1, owner_id=ORGANISER_ID).event_id
-    for person in ("ann", "bob", "cat"):
+    event_id = booking.create_event(store, "Gig", 2, owner_id=ORGANISER_ID).event_id
+    for person in ("ann", "bob", "cat", "dan", "eve", "fay"):
         booking.book_ticket(store, event_id, f"{person}@example.com", None)
-    store.cancel_and_pass(event_id, "ann@example.com")  # bob holds the ticket by count
+    store.cancel_and_pass(event_id, "ann@example.com")  # cat holds a ticket by count...
+    assert booking.settle_promotions(store, event_id) == 1  # ...and is written as a ticket
+    store.cancel_and_pass(event_id, "bob@example.com")  # dan holds a ticket by count
     organiser.cancel_event(store, THE_ORGANISER, event_id)
     event = store.get_event(event_id)
     assert event is not None and event.pending_promotions == 1
@@ -228,8 +230,10 @@ def test_a_place_holding_a_ticket_by_count_is_released_as_booked(
         e.email: e.payload()["data"] for e in webhooks.queued if e.type == kinds.PLACE_RELEASED
     }
     assert {who: data["previousStatus"] for who, data in released.items()} == {
-        "bob@example.com": "BOOKED",
-        "cat@example.com": "WAITLISTED",
+        "cat@example.com": "BOOKED",  # settled
+        "dan@example.com": "BOOKED",  # promoted by count, not settled
+        "eve@example.com": "WAITLISTED",
+        "fay@example.com": "WAITLISTED",
     }
     assert not any("waitKey" in data for data in released.values())
 

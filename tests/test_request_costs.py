@@ -203,3 +203,21 @@ def test_reads_follow_every_page(api: Api, monkeypatch: pytest.MonkeyPatch) -> N
     assert api.standing(first, "p4@example.com").body["position"] == 4
     assert list(store.event_ids()) == [first, second]
     assert audit_event(store, first) == []
+
+
+def test_the_nth_waiting_key_follows_pages(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``waiting_key_at`` (the stream handler's "who held a ticket by count" at a
+    cancellation) counts across pages: DynamoDB may end a page before its Limit."""
+    event_id = api.create_event(1)
+    for n in range(6):
+        api.book(event_id, f"p{n}@example.com")
+    store = ticket_store()
+    waiting = [store.get_place(event_id, f"p{n}@example.com") for n in range(1, 6)]
+    keys = [place.wait_key for place in waiting if place is not None]
+    query = store.client.query
+    monkeypatch.setattr(
+        store.client,
+        "query",
+        lambda **params: query(**{**params, "Limit": min(2, params.get("Limit", 2))}),
+    )
+    assert [store.waiting_key_at(event_id, rank) for rank in range(1, 7)] == [*keys, None]

@@ -15,8 +15,9 @@ markers make everything before it that already happened happen only once.
 
 Cost, per domain event that has an effect: two small writes per effect (claim,
 done), one read of the event per batch, and for a waiting-list confirmation one
-``TransactGetItems`` for the position (also for a released waiting place, if its
-cancelled event had promotions by count pending); none of it on the booking path.
+``TransactGetItems`` for the position (and, if a cancelled event had promotions
+by count pending, one keys-only ``Query`` per batch to tell its released places
+that held tickets); none of it on the booking path.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from chalicelib.booking import holds_ticket_by_count, settle_promotions
+from chalicelib.booking import settle_promotions
 from chalicelib.clock import now_ms
 from chalicelib.models import Event, Status
 from chalicelib.notifications import domain_events as kinds
@@ -73,6 +74,7 @@ class Dispatcher:
     webhooks: Webhooks
     clock: Callable[[], int] = now_ms
     _events: dict[int, Event | None] = field(default_factory=dict)
+    _last_promoted: dict[int, int | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counts: Counter[str] = field(default_factory=Counter)
 
@@ -222,9 +224,10 @@ class Dispatcher:
         that held a ticket by count when its event was cancelled (settling stops then).
 
         The event read in this batch is already cancelled (this record comes after the
-        cancellation), so its ``pendingPromotions`` no longer moves: only while some are
-        pending is a place's position read (one ``TransactGetItems``), 0 or less being
-        a ticket (``booking.holds_ticket_by_count``).
+        cancellation, which nothing undoes), so its list no longer changes: the first
+        ``pendingPromotions`` places stored as waiting are the ones promoted by count.
+        The key of the last of them is read once per event per batch (a keys-only
+        query, only while some are pending), not once per place.
         """
         data = dict(domain_event.data)
         wait_key = data.pop("waitKey", None)
@@ -232,17 +235,19 @@ class Dispatcher:
             data.get("previousStatus") == Status.WAITLISTED
             and event.pending_promotions > 0
             and isinstance(wait_key, int)
-            and domain_event.email is not None
         ):
-            snapshot = self.store.snapshot(domain_event.event_id, domain_event.email, wait_key)
-            place = snapshot.place
-            if (
-                place is not None
-                and place.wait_key == wait_key
-                and holds_ticket_by_count(snapshot.position())
-            ):
+            last_promoted = self._last_promoted_by_count(event)
+            if last_promoted is not None and wait_key <= last_promoted:
                 data["previousStatus"] = Status.BOOKED.value
         return replace(domain_event, data=data)
+
+    def _last_promoted_by_count(self, event: Event) -> int | None:
+        with self._lock:
+            if event.event_id in self._last_promoted:
+                return self._last_promoted[event.event_id]
+        key = self.store.waiting_key_at(event.event_id, event.pending_promotions)
+        with self._lock:
+            return self._last_promoted.setdefault(event.event_id, key)
 
     def _email(self, domain_event: DomainEvent, event: Event) -> int:
         """Send the email, if this domain event sends one: how many were sent (0 or 1)."""

@@ -255,6 +255,27 @@ class TicketStore:
         )
         return [items.waiting_place_from_index_item(item) for item in response["Items"]]
 
+    def waiting_key_at(self, event_id: int, rank: int) -> int | None:
+        """The wait key of the ``rank``-th place (1-based) stored as waiting, or None if
+        fewer are: the front of the list in keys-only pages (strongly consistent; one
+        page holds thousands of entries)."""
+        start: StartKey | None = None
+        seen = 0
+        while True:
+            page = self._page(
+                start,
+                rank - seen,
+                IndexName=schema.WAITING_LIST_INDEX,
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
+            )
+            seen += len(page.items)
+            if seen >= rank:
+                return items.waiting_place_from_index_item(page.items[-1]).wait_key
+            if page.next_key is None:
+                return None
+            start = page.next_key
+
     def snapshot(self, event_id: int, email: str, wait_key: int) -> Snapshot:
         """The place, the event and the position-index nodes for ``wait_key``, all at one
         moment (``TransactGetItems``: serialisable with every transaction).
