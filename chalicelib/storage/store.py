@@ -262,13 +262,7 @@ class TicketStore:
         start: StartKey | None = None
         seen = 0
         while True:
-            page = self._page(
-                start,
-                rank - seen,
-                IndexName=schema.WAITING_LIST_INDEX,
-                KeyConditionExpression="PK = :pk",
-                ExpressionAttributeValues={":pk": items.string(schema.event_partition(event_id))},
-            )
+            page = self.waiting_list_page(event_id, start, rank - seen)
             seen += len(page.items)
             if seen >= rank:
                 return items.waiting_place_from_index_item(page.items[-1]).wait_key
