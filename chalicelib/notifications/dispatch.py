@@ -29,11 +29,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import ClientError
 
-from chalicelib.booking import settle_promotions
+from chalicelib.booking import holds_ticket_by_count, settle_promotions
 from chalicelib.clock import now_ms
 from chalicelib.models import Event, Status
 from chalicelib.notifications import domain_events as kinds
@@ -42,6 +42,8 @@ from chalicelib.notifications.domain_events import DomainEvent
 from chalicelib.observability import count, email_fingerprint, log_event
 from chalicelib.storage import TicketStore, schema
 from chalicelib.storage.notices import Claim, NoticeLedger
+
+_T = TypeVar("_T")
 
 EMAIL = "email"
 WEBHOOKS = "webhooks"
@@ -173,12 +175,17 @@ class Dispatcher:
         return None
 
     def _event(self, event_id: int) -> Event | None:
+        return self._once_per_batch(self._events, event_id, self.store.get_event)
+
+    def _once_per_batch(self, cache: dict[int, _T], event_id: int, read: Callable[[int], _T]) -> _T:
+        """``read(event_id)``, once per event in this batch (shared by its threads; two
+        threads may both read at first, and then agree on the first answer kept)."""
         with self._lock:
-            if event_id in self._events:
-                return self._events[event_id]
-        event = self.store.get_event(event_id)
+            if event_id in cache:
+                return cache[event_id]
+        value = read(event_id)
         with self._lock:
-            return self._events.setdefault(event_id, event)
+            return cache.setdefault(event_id, value)
 
     def _act(self, ledger: NoticeLedger, domain_event: DomainEvent) -> None:
         event = self._event(domain_event.event_id)
@@ -214,7 +221,7 @@ class Dispatcher:
                 and not snapshot.event.cancelled
             ):
                 position = snapshot.position()
-                if position <= 0:  # promoted by count already: its own email will say so
+                if holds_ticket_by_count(position):  # its own email will say so
                     position = None
         data = {k: v for k, v in domain_event.data.items() if k != "waitKey"}
         return replace(domain_event, data={**data, "position": position})
@@ -236,18 +243,14 @@ class Dispatcher:
             and event.pending_promotions > 0
             and isinstance(wait_key, int)
         ):
-            last_promoted = self._last_promoted_by_count(event)
+            last_promoted = self._once_per_batch(
+                self._last_promoted,
+                event.event_id,
+                lambda event_id: self.store.waiting_key_at(event_id, event.pending_promotions),
+            )
             if last_promoted is not None and wait_key <= last_promoted:
                 data["previousStatus"] = Status.BOOKED.value
         return replace(domain_event, data=data)
-
-    def _last_promoted_by_count(self, event: Event) -> int | None:
-        with self._lock:
-            if event.event_id in self._last_promoted:
-                return self._last_promoted[event.event_id]
-        key = self.store.waiting_key_at(event.event_id, event.pending_promotions)
-        with self._lock:
-            return self._last_promoted.setdefault(event.event_id, key)
 
     def _email(self, domain_event: DomainEvent, event: Event) -> int:
         """Send the email, if this domain event sends one: how many were sent (0 or 1)."""
