@@ -52,6 +52,7 @@ from chalicelib.audit import audit_events
 from chalicelib.clock import wait_key_now
 from chalicelib.errors import ConditionFailed, ServiceBusy
 from chalicelib.storage import TicketStore
+from devtools.bench.report import percentile
 from devtools.dynamodb_local import DynamoDBLocal, local_client
 from devtools.harness import RequestMeter
 from devtools.tables import create_table_if_missing
@@ -213,11 +214,6 @@ def _why_keys_below(attempts: list[tuple[int, int, int | None]]) -> Counter[str]
     return why
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Prepare the event, run the race, and return the figures (also printed)."""
     context = multiprocessing.get_context("spawn")
@@ -284,9 +280,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "operations": len(samples),
         "service_busy": sum(1 for sample in samples if sample[3]),
         "requests_per_op": round(statistics.mean(requests), 2),
-        "p50_ms": round(_percentile(millis, 0.5), 1),
-        "p95_ms": round(_percentile(millis, 0.95), 1),
-        "p99_ms": round(_percentile(millis, 0.99), 1),
+        "p50_ms": round(percentile(millis, 50), 1),
+        "p95_ms": round(percentile(millis, 95), 1),
+        "p99_ms": round(percentile(millis, 99), 1),
         "max_ms": round(max(millis), 1),
         "mean_backoff_ms": round(statistics.mean(sample[2] for sample in samples) * 1000, 1),
         "requests_histogram": dict(sorted(Counter(requests).items())),
